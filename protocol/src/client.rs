@@ -1,0 +1,1 @@
+//! A small async Kafka client (helper fills in).
