@@ -1,1 +1,252 @@
-fn main() {}
+//! `gatehouse`: the binary that wires the crates together.
+//!
+//! Subcommands follow the command-line contract of DESIGN.md: `serve` runs every part that
+//! exists (today: the bundled broker and the admin listener's `/health`), `broker` runs the
+//! broker core alone for development and benchmarks. Flags of parts not built yet are accepted
+//! and reported, so scripts written against the contract keep working as parts land.
+
+mod admin;
+mod config;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about = "Schema registry, Kafka security gateway and bundled broker core")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything: bundled broker, (later) registry and gateway, admin API with /health.
+    Serve(CommonArgs),
+    /// Run the broker core alone: serves clients directly, without auth, on loopback.
+    Broker(CommonArgs),
+    /// Print the effective configuration as TOML and exit.
+    Config(CommonArgs),
+}
+
+/// Every flag of the contract; each is also a config key and a `GATEHOUSE_<KEY>` variable.
+#[derive(Args, Debug, Default)]
+struct CommonArgs {
+    /// Config file (TOML); see docs/config.md.
+    #[arg(long, env = "GATEHOUSE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where all state lives.
+    #[arg(long, env = "GATEHOUSE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Listener of the bundled broker (loopback only).
+    #[arg(long, env = "GATEHOUSE_BROKER_LISTEN")]
+    broker_listen: Option<SocketAddr>,
+    /// Under serve: the bundled broker accepts loopback clients without the internal credential.
+    #[arg(long, env = "GATEHOUSE_BROKER_OPEN")]
+    broker_open: Option<Option<bool>>,
+    /// durable: acks=all answered after the covering fsync; os: the page cache flushes.
+    #[arg(long, env = "GATEHOUSE_LOG_FLUSH", value_parser = ["durable", "os"])]
+    log_flush: Option<String>,
+    /// Create unknown topics on first use (Kafka's auto.create.topics.enable).
+    #[arg(long, env = "GATEHOUSE_AUTO_CREATE_TOPICS")]
+    auto_create_topics: Option<Option<bool>>,
+    /// Gateway TLS listener.
+    #[arg(long, env = "GATEHOUSE_GATEWAY_LISTEN")]
+    gateway_listen: Option<SocketAddr>,
+    /// Gateway plaintext (SASL) listener; loopback only unless configured.
+    #[arg(long, env = "GATEHOUSE_GATEWAY_PLAIN_LISTEN")]
+    gateway_plain_listen: Option<SocketAddr>,
+    /// Host name the gateway advertises to clients.
+    #[arg(long, env = "GATEHOUSE_GATEWAY_ADVERTISED_HOST")]
+    gateway_advertised_host: Option<String>,
+    /// External clusters: upstream node i is served on PORT+i.
+    #[arg(long, env = "GATEHOUSE_GATEWAY_NODE_PORT_BASE")]
+    gateway_node_port_base: Option<u16>,
+    /// Schema registry listener.
+    #[arg(long, env = "GATEHOUSE_REGISTRY_LISTEN")]
+    registry_listen: Option<SocketAddr>,
+    /// Admin API, console, /metrics and /health.
+    #[arg(long, env = "GATEHOUSE_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+    /// Front an existing Kafka cluster instead of the bundled broker.
+    #[arg(long, env = "GATEHOUSE_UPSTREAM_BOOTSTRAP")]
+    upstream_bootstrap: Option<String>,
+    /// OIDC issuer URL (SASL/OAUTHBEARER, REST Bearer).
+    #[arg(long, env = "GATEHOUSE_OIDC_ISSUER")]
+    oidc_issuer: Option<String>,
+    /// Expected OIDC audience.
+    #[arg(long, env = "GATEHOUSE_OIDC_AUDIENCE")]
+    oidc_audience: Option<String>,
+    /// Token claim that names the principal.
+    #[arg(long, env = "GATEHOUSE_OIDC_PRINCIPAL_CLAIM")]
+    oidc_principal_claim: Option<String>,
+    /// Key management: local or aws-kms.
+    #[arg(long, env = "GATEHOUSE_KMS", value_parser = ["local", "aws-kms"])]
+    kms: Option<String>,
+    /// KMS endpoint URL.
+    #[arg(long, env = "GATEHOUSE_KMS_ENDPOINT")]
+    kms_endpoint: Option<String>,
+    /// KMS key id.
+    #[arg(long, env = "GATEHOUSE_KMS_KEY_ID")]
+    kms_key_id: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "GATEHOUSE_LOG_FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
+}
+
+impl CommonArgs {
+    /// Flags and environment variables as a TOML overlay.
+    fn overrides(&self) -> toml::Table {
+        let mut t = toml::Table::new();
+        let mut put = |k: &str, v: Option<toml::Value>| {
+            if let Some(v) = v {
+                t.insert(k.to_owned(), v);
+            }
+        };
+        let s = |v: &Option<String>| v.clone().map(toml::Value::String);
+        let addr = |v: &Option<SocketAddr>| v.map(|a| toml::Value::String(a.to_string()));
+        let flag = |v: &Option<Option<bool>>| v.map(|b| toml::Value::Boolean(b.unwrap_or(true)));
+        put("data_dir", self.data_dir.as_ref().map(|p| toml::Value::String(p.display().to_string())));
+        put("broker_listen", addr(&self.broker_listen));
+        put("broker_open", flag(&self.broker_open));
+        put("log_flush", s(&self.log_flush));
+        put("auto_create_topics", flag(&self.auto_create_topics));
+        put("gateway_listen", addr(&self.gateway_listen));
+        put("gateway_plain_listen", addr(&self.gateway_plain_listen));
+        put("gateway_advertised_host", s(&self.gateway_advertised_host));
+        put("gateway_node_port_base", self.gateway_node_port_base.map(|p| toml::Value::Integer(i64::from(p))));
+        put("registry_listen", addr(&self.registry_listen));
+        put("admin_listen", addr(&self.admin_listen));
+        put("upstream_bootstrap", s(&self.upstream_bootstrap));
+        put("oidc_issuer", s(&self.oidc_issuer));
+        put("oidc_audience", s(&self.oidc_audience));
+        put("oidc_principal_claim", s(&self.oidc_principal_claim));
+        put("kms", s(&self.kms));
+        put("kms_endpoint", s(&self.kms_endpoint));
+        put("kms_key_id", s(&self.kms_key_id));
+        put("log_format", s(&self.log_format));
+        t
+    }
+
+    fn load(&self) -> Result<Config> {
+        Config::load(self.config.as_deref(), self.overrides())
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Notes, once at start-up, the flags of parts that are not built yet.
+fn report_unbuilt(c: &Config, serve: bool) {
+    let mut pending = Vec::new();
+    if c.upstream_bootstrap.is_some() {
+        pending.push("--upstream-bootstrap (gateway: issue 4)");
+    }
+    if c.oidc_issuer.is_some() || c.oidc_audience.is_some() {
+        pending.push("--oidc-* (authentication: issue 4)");
+    }
+    if c.kms_endpoint.is_some() || c.kms_key_id.is_some() || c.kms != config::Kms::Local {
+        pending.push("--kms* (key vault: issue 5)");
+    }
+    if c.gateway_advertised_host.is_some() || c.gateway_node_port_base.is_some() {
+        pending.push("--gateway-* (gateway: issue 4)");
+    }
+    if serve {
+        tracing::info!(
+            gateway = %c.gateway_listen, registry = %c.registry_listen,
+            "The gateway and registry are not built yet; until they are, `serve` runs the broker core and clients connect to it directly on the broker listener."
+        );
+    }
+    for p in pending {
+        tracing::warn!(flag = p, "Accepted, but the part it configures is not built yet; it has no effect.");
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn run_broker(c: Config, serve: bool) -> Result<()> {
+    if !c.broker_listen.ip().is_loopback() {
+        anyhow::bail!(
+            "--broker-listen {} is not a loopback address: the bundled broker serves loopback only (clients reach it through the gateway)",
+            c.broker_listen
+        );
+    }
+    if serve && c.broker_open {
+        tracing::warn!("--broker-open: the bundled broker accepts loopback clients without the internal credential (benchmarks only).");
+    }
+    report_unbuilt(&c, serve);
+    let broker = gatehouse_broker::Broker::start(c.broker_config(c.broker_listen))
+        .await
+        .context("the broker could not start")?;
+    let addr = broker.local_addr();
+    let admin = admin::start(c.admin_listen, admin::Health::new(vec!["broker"]))
+        .await
+        .context("the admin listener could not start")?;
+    admin.health.set_ready("broker");
+    println!("Gatehouse is up.");
+    println!("  broker (Kafka protocol): {addr}");
+    println!("  health:                  http://{}/health", admin.local_addr);
+    println!("  data directory:          {}", c.data_dir.display());
+    println!("Try it:");
+    println!("  kcat -b {addr} -L");
+    println!(
+        "  python3 -c \"from confluent_kafka import Producer; p=Producer({{'bootstrap.servers':'{addr}'}}); p.produce('demo', b'hello'); p.flush()\""
+    );
+    println!("  (create topics first, e.g. with confluent_kafka.admin.AdminClient; auto-create is off unless --auto-create-topics)");
+    shutdown_signal().await;
+    tracing::info!("Shutting down.");
+    admin.health.set_stopping();
+    broker.shutdown().await;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let (args, which) = match &cli.command {
+        Command::Serve(a) => (a, "serve"),
+        Command::Broker(a) => (a, "broker"),
+        Command::Config(a) => (a, "config"),
+    };
+    let config = args.load()?;
+    if which == "config" {
+        print!("{}", toml::to_string_pretty(&config).context("cannot print config")?);
+        return Ok(());
+    }
+    init_logging(config.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(run_broker(config, which == "serve"))
+}
