@@ -105,6 +105,7 @@ pub enum ErrorCode {
     InvalidProducerIdMapping = 49,
     InvalidTransactionTimeout = 50,
     ConcurrentTransactions = 51,
+    TransactionalIdAuthorizationFailed = 53,
     SaslAuthenticationFailed = 58,
     UnknownProducerId = 59,
     ReassignmentInProgress = 60,

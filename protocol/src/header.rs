@@ -66,7 +66,9 @@ impl RequestHeaderPeek {
                         had: frame.len(),
                     });
                 }
-                client_id = std::str::from_utf8(&frame[pos..end]).ok().map(str::to_owned);
+                client_id = std::str::from_utf8(&frame[pos..end])
+                    .ok()
+                    .map(str::to_owned);
                 pos = end;
             }
         }
@@ -127,7 +129,7 @@ fn skip_tagged_fields(buf: &[u8], pos: usize) -> Result<usize, ProtocolError> {
     for _ in 0..count {
         let (_tag, p) = read_uvarint(buf, pos)?;
         let (size, p) = read_uvarint(buf, p)?;
-        let end = p.checked_add(size as usize).unwrap_or(usize::MAX);
+        let end = p.saturating_add(size as usize);
         if end > buf.len() {
             return Err(ProtocolError::Truncated {
                 what: "tagged field",

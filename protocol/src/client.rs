@@ -1,1 +1,0 @@
-//! A small async Kafka client (helper fills in).
