@@ -165,7 +165,9 @@ pub(crate) async fn delete_topics(state: Arc<BrokerState>, req: DeleteTopicsRequ
             }
             Some(n) => match state.topics.delete(&n).await {
                 Ok(t) => {
-                    state.groups.forget_topic(&n);
+                    let groups = state.groups.clone();
+                    let topic = n.clone();
+                    let _ = tokio::task::spawn_blocking(move || groups.forget_topic(&topic)).await;
                     r.topic_id = uuid::Uuid::from_bytes(t.id);
                     r.name = Some(TopicName(s(n)));
                 }

@@ -121,7 +121,7 @@ pub(crate) async fn fetch(state: Arc<BrokerState>, req: FetchRequest, _version: 
 }
 
 /// ListOffsets v1-7: latest (-1), earliest (-2), max timestamp (-3) or by timestamp.
-pub(crate) fn list_offsets(state: &BrokerState, req: ListOffsetsRequest, _version: i16) -> ListOffsetsResponse {
+pub(crate) fn list_offsets(state: &BrokerState, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let topics = req
         .topics
         .into_iter()
@@ -135,7 +135,8 @@ pub(crate) fn list_offsets(state: &BrokerState, req: ListOffsetsRequest, _versio
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1)
-                        .with_leader_epoch(0);
+                        // The field exists from v4; the codec refuses a non-default value before.
+                        .with_leader_epoch(if version >= 4 { 0 } else { -1 });
                     let Some(partition) = state.topics.partition(&name, p.partition_index) else {
                         return base.with_error_code(ErrorCode::UnknownTopicOrPartition.code());
                     };

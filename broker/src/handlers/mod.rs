@@ -28,6 +28,7 @@ pub(crate) use api_versions::SUPPORTED;
 
 /// Where a request came from.
 pub(crate) struct ConnectionInfo {
+    #[allow(dead_code)]
     pub peer: SocketAddr,
     pub client_host: String,
 }
@@ -112,9 +113,17 @@ pub(crate) async fn handle(state: &Arc<BrokerState>, conn: &ConnectionInfo, fram
         return Outcome::Close("request header without body offset".into());
     };
     let body = frame.slice(offset..);
-    use gatehouse_protocol::messages::*;
+    use gatehouse_protocol::messages::{
+        AlterConfigsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+        DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+        DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+        IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+        ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+        OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    };
     let st = state.clone();
     let v = h.api_version;
+
     match key {
         ApiKey::Produce => match decode_body::<ProduceRequest>(body, v) {
             Ok(req) => produce::handle(st, &h, req).await,
@@ -154,7 +163,9 @@ pub(crate) async fn handle(state: &Arc<BrokerState>, conn: &ConnectionInfo, fram
             })
             .await
         }
-        ApiKey::SyncGroup => run(&h, body, |r: SyncGroupRequest| groups::sync(st, r, v)).await,
+        ApiKey::SyncGroup => {
+            run(&h, body, |r: SyncGroupRequest| async move { st.groups.sync_group(r, v).await }).await
+        }
         ApiKey::Heartbeat => {
             run(&h, body, |r: HeartbeatRequest| async move { st.groups.heartbeat(r, v).await }).await
         }

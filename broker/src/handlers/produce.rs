@@ -59,7 +59,7 @@ fn from_append(index: i32, r: Result<AppendInfo, LogError>) -> PartitionProduceR
 /// Handles a decoded Produce request (v3+).
 pub(crate) async fn handle(state: Arc<BrokerState>, h: &RequestHeaderPeek, req: ProduceRequest) -> Outcome {
     let acks = req.acks;
-    let version = h.api_version;
+
     let mut topics: Vec<(kafka_protocol::messages::TopicName, Vec<Slot>)> = Vec::new();
     for td in req.topic_data {
         let name = td.name.0.to_string();
