@@ -237,9 +237,10 @@ pub(crate) fn describe_configs(state: &BrokerState, req: DescribeConfigsRequest,
         .into_iter()
         .map(|res| {
             let wanted = |n: &str| {
+                // Null or empty means every config, as Kafka treats it.
                 res.configuration_keys
                     .as_ref()
-                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == n))
+                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == n))
             };
             let base = DescribeConfigsResult::default()
                 .with_resource_type(res.resource_type)

@@ -212,3 +212,6 @@ pub(crate) async fn handle(state: &Arc<BrokerState>, conn: &ConnectionInfo, fram
         other => Outcome::Close(format!("API {other:?} has no handler")),
     }
 }
+
+#[cfg(test)]
+mod tests;
