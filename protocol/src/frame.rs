@@ -60,7 +60,9 @@ impl FrameDecoder {
             return Ok(None);
         };
         if buf.len() < 4 + size {
-            buf.reserve(4 + size - buf.len());
+            // Grow in steps of at most 1 MiB, so a peer announcing a large frame and sending
+            // nothing cannot make us hold the whole announced size.
+            buf.reserve((4 + size - buf.len()).min(1 << 20));
             return Ok(None);
         }
         buf.advance(4);
