@@ -22,7 +22,9 @@ impl Health {
     /// All `parts` start as "starting".
     pub fn new(parts: Vec<&'static str>) -> Self {
         Self {
-            parts: Arc::new(Mutex::new(parts.into_iter().map(|p| (p, "starting")).collect())),
+            parts: Arc::new(Mutex::new(
+                parts.into_iter().map(|p| (p, "starting")).collect(),
+            )),
         }
     }
 
@@ -53,8 +55,15 @@ impl Health {
 
 async fn health_handler(State(h): State<Health>) -> (StatusCode, Json<serde_json::Value>) {
     let (ok, parts) = h.snapshot();
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "status": if ok { "ok" } else { "unavailable" }, "parts": parts })))
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "status": if ok { "ok" } else { "unavailable" }, "parts": parts })),
+    )
 }
 
 /// A running admin listener.
@@ -65,7 +74,9 @@ pub struct Admin {
 
 /// Binds the admin listener and serves it in the background.
 pub async fn start(addr: SocketAddr, health: Health) -> Result<Admin> {
-    let app = Router::new().route("/health", get(health_handler)).with_state(health.clone());
+    let app = Router::new()
+        .route("/health", get(health_handler))
+        .with_state(health.clone());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

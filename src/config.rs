@@ -161,7 +161,11 @@ mod tests {
         fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
             if let toml::Value::Table(t) = v {
                 for (k, v) in t {
-                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     if v.is_table() {
                         walk(&key, v, out);
                     } else {
@@ -173,7 +177,10 @@ mod tests {
         let mut keys = Vec::new();
         walk("", &value, &mut keys);
         for k in keys {
-            assert!(doc.contains(&format!("`{k}`")), "docs/config.md does not document `{k}`");
+            assert!(
+                doc.contains(&format!("`{k}`")),
+                "docs/config.md does not document `{k}`"
+            );
         }
     }
 }

@@ -6,6 +6,7 @@
 //! and reported, so scripts written against the contract keep working as parts land.
 
 mod admin;
+mod audit_cli;
 mod config;
 
 use std::net::SocketAddr;
@@ -17,7 +18,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "gatehouse", version, about = "Schema registry, Kafka security gateway and bundled broker core")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Schema registry, Kafka security gateway and bundled broker core"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,6 +36,9 @@ enum Command {
     Broker(CommonArgs),
     /// Print the effective configuration as TOML and exit.
     Config(CommonArgs),
+    /// The auditor's offline tools: verify, prove, consistency, query, export.
+    #[command(subcommand)]
+    Audit(audit_cli::AuditCommand),
 }
 
 /// Every flag of the contract; each is also a config key and a `GATEHOUSE_<KEY>` variable.
@@ -110,7 +118,12 @@ impl CommonArgs {
         let s = |v: &Option<String>| v.clone().map(toml::Value::String);
         let addr = |v: &Option<SocketAddr>| v.map(|a| toml::Value::String(a.to_string()));
         let flag = |v: &Option<Option<bool>>| v.map(|b| toml::Value::Boolean(b.unwrap_or(true)));
-        put("data_dir", self.data_dir.as_ref().map(|p| toml::Value::String(p.display().to_string())));
+        put(
+            "data_dir",
+            self.data_dir
+                .as_ref()
+                .map(|p| toml::Value::String(p.display().to_string())),
+        );
         put("broker_listen", addr(&self.broker_listen));
         put("broker_open", flag(&self.broker_open));
         put("log_flush", s(&self.log_flush));
@@ -118,7 +131,11 @@ impl CommonArgs {
         put("gateway_listen", addr(&self.gateway_listen));
         put("gateway_plain_listen", addr(&self.gateway_plain_listen));
         put("gateway_advertised_host", s(&self.gateway_advertised_host));
-        put("gateway_node_port_base", self.gateway_node_port_base.map(|p| toml::Value::Integer(i64::from(p))));
+        put(
+            "gateway_node_port_base",
+            self.gateway_node_port_base
+                .map(|p| toml::Value::Integer(i64::from(p))),
+        );
         put("registry_listen", addr(&self.registry_listen));
         put("admin_listen", addr(&self.admin_listen));
         put("upstream_bootstrap", s(&self.upstream_bootstrap));
@@ -140,7 +157,9 @@ impl CommonArgs {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -169,14 +188,17 @@ fn report_unbuilt(c: &Config, serve: bool) {
         );
     }
     for p in pending {
-        tracing::warn!(flag = p, "Accepted, but the part it configures is not built yet; it has no effect.");
+        tracing::warn!(
+            flag = p,
+            "Accepted, but the part it configures is not built yet; it has no effect."
+        );
     }
 }
 
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::{SignalKind, signal};
         let mut term = match signal(SignalKind::terminate()) {
             Ok(s) => s,
             Err(_) => {
@@ -203,7 +225,9 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
         );
     }
     if serve && c.broker_open {
-        tracing::warn!("--broker-open: the bundled broker accepts loopback clients without the internal credential (benchmarks only).");
+        tracing::warn!(
+            "--broker-open: the bundled broker accepts loopback clients without the internal credential (benchmarks only)."
+        );
     }
     report_unbuilt(&c, serve);
     let broker = gatehouse_broker::Broker::start(c.broker_config(c.broker_listen))
@@ -216,14 +240,19 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
     admin.health.set_ready("broker");
     println!("Gatehouse is up.");
     println!("  broker (Kafka protocol): {addr}");
-    println!("  health:                  http://{}/health", admin.local_addr);
+    println!(
+        "  health:                  http://{}/health",
+        admin.local_addr
+    );
     println!("  data directory:          {}", c.data_dir.display());
     println!("Try it:");
     println!("  kcat -b {addr} -L");
     println!(
         "  python3 -c \"from confluent_kafka import Producer; p=Producer({{'bootstrap.servers':'{addr}'}}); p.produce('demo', b'hello'); p.flush()\""
     );
-    println!("  (create topics first, e.g. with confluent_kafka.admin.AdminClient; auto-create is off unless --auto-create-topics)");
+    println!(
+        "  (create topics first, e.g. with confluent_kafka.admin.AdminClient; auto-create is off unless --auto-create-topics)"
+    );
     shutdown_signal().await;
     tracing::info!("Shutting down.");
     admin.health.set_stopping();
@@ -233,14 +262,24 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let (args, which) = match &cli.command {
-        Command::Serve(a) => (a, "serve"),
-        Command::Broker(a) => (a, "broker"),
-        Command::Config(a) => (a, "config"),
+    let (args, which) = match cli.command {
+        Command::Serve(ref a) => (a, "serve"),
+        Command::Broker(ref a) => (a, "broker"),
+        Command::Config(ref a) => (a, "config"),
+        Command::Audit(cmd) => {
+            if let Err(e) = audit_cli::run(cmd) {
+                eprintln!("{e:#}");
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
     };
     let config = args.load()?;
     if which == "config" {
-        print!("{}", toml::to_string_pretty(&config).context("cannot print config")?);
+        print!(
+            "{}",
+            toml::to_string_pretty(&config).context("cannot print config")?
+        );
         return Ok(());
     }
     init_logging(config.log_format);

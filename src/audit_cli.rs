@@ -1,0 +1,208 @@
+//! `gatehouse audit ...`: the auditor's offline tools over a copy of the audit trail.
+//!
+//! Every command works on a directory (default `<data-dir>/audit`) and needs no running
+//! server. A failed check exits non-zero with the first bad place named.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use gatehouse_compliance::audit::cli;
+use gatehouse_compliance::{ExportFormat, QueryFilter, Timestamp};
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every hash, signature, chain link and checkpoint; exit 1 on any change.
+    Verify {
+        /// The trail (default: <data-dir>/audit).
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        common: AuditCommon,
+    },
+    /// Print an inclusion proof (JSON) for one event.
+    Prove {
+        /// Sequence number of the event.
+        #[arg(long = "event")]
+        event: u64,
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        common: AuditCommon,
+    },
+    /// Check an inclusion proof file.
+    VerifyProof {
+        /// Proof file written by `audit prove`.
+        file: PathBuf,
+        #[command(flatten)]
+        common: AuditCommon,
+    },
+    /// Print a consistency proof between two tree sizes (the log only grew).
+    Consistency {
+        #[arg(long)]
+        old: u64,
+        #[arg(long)]
+        new: u64,
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        common: AuditCommon,
+    },
+    /// Check a consistency proof against two checkpoint files.
+    VerifyConsistency {
+        proof: PathBuf,
+        old_checkpoint: PathBuf,
+        new_checkpoint: PathBuf,
+        #[command(flatten)]
+        common: AuditCommon,
+    },
+    /// Print matching events (JSON lines) of the verified trail.
+    Query {
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[command(flatten)]
+        common: AuditCommon,
+    },
+    /// Export matching events as JSON lines or CSV.
+    Export {
+        dir: Option<PathBuf>,
+        #[arg(long, value_parser = ["jsonl", "csv"], default_value = "jsonl")]
+        format: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[command(flatten)]
+        common: AuditCommon,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct AuditCommon {
+    /// Public key file(s) the trail must be signed by (pins the key history).
+    #[arg(long = "trusted-key")]
+    trusted_keys: Vec<PathBuf>,
+    /// Data directory whose `audit/` is used when no DIR is given.
+    #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args, Clone, Default)]
+pub struct FilterArgs {
+    /// Events at or after this time (RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// Events before this time (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+    #[arg(long)]
+    principal: Option<String>,
+    /// Resource name, or Type:name.
+    #[arg(long)]
+    resource: Option<String>,
+    #[arg(long)]
+    method: Option<String>,
+    /// Only granted (true) or denied (false) decisions.
+    #[arg(long)]
+    granted: Option<bool>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> Result<QueryFilter> {
+        let time = |s: &Option<String>| -> Result<Option<Timestamp>> {
+            s.as_deref()
+                .map(|t| {
+                    Timestamp::parse_rfc3339(t).map_err(|e| anyhow::anyhow!("bad time '{t}': {e}"))
+                })
+                .transpose()
+        };
+        Ok(QueryFilter {
+            from: time(&self.from)?,
+            to: time(&self.to)?,
+            principal: self.principal.clone(),
+            resource: self.resource.clone(),
+            method: self.method.clone(),
+            granted: self.granted,
+            ..QueryFilter::default()
+        })
+    }
+}
+
+fn dir_or_default(dir: &Option<PathBuf>, common: &AuditCommon) -> PathBuf {
+    dir.clone().unwrap_or_else(|| common.data_dir.join("audit"))
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Runs one audit command, printing its report; an error means the check failed.
+pub fn run(cmd: AuditCommand) -> Result<()> {
+    let out = match cmd {
+        AuditCommand::Verify { dir, common } => {
+            let d = dir_or_default(&dir, &common);
+            if !d.exists() {
+                bail!("no audit trail at {}", d.display());
+            }
+            cli::cli_verify(&d, &common.trusted_keys)
+                .map_err(|e| anyhow::anyhow!("VERIFICATION FAILED: {e}"))?
+        }
+        AuditCommand::Prove { event, dir, common } => {
+            cli::cli_prove(&dir_or_default(&dir, &common), event)?
+        }
+        AuditCommand::VerifyProof { file, common } => {
+            cli::cli_verify_proof(&read(&file)?, &common.trusted_keys)?
+        }
+        AuditCommand::Consistency {
+            old,
+            new,
+            dir,
+            common,
+        } => cli::cli_consistency(&dir_or_default(&dir, &common), old, new)?,
+        AuditCommand::VerifyConsistency {
+            proof,
+            old_checkpoint,
+            new_checkpoint,
+            common,
+        } => cli::cli_verify_consistency(
+            &read(&proof)?,
+            &old_checkpoint,
+            &new_checkpoint,
+            &common.trusted_keys,
+        )?,
+        AuditCommand::Query {
+            dir,
+            filter,
+            common,
+        } => {
+            let mut stdout = std::io::stdout().lock();
+            let summary = cli::cli_export(
+                &dir_or_default(&dir, &common),
+                ExportFormat::Jsonl,
+                &filter.filter()?,
+                &mut stdout,
+            )?;
+            eprint!("{summary}");
+            return Ok(());
+        }
+        AuditCommand::Export {
+            dir,
+            format,
+            filter,
+            common,
+        } => {
+            let f = if format == "csv" {
+                ExportFormat::Csv
+            } else {
+                ExportFormat::Jsonl
+            };
+            let mut stdout = std::io::stdout().lock();
+            let summary = cli::cli_export(
+                &dir_or_default(&dir, &common),
+                f,
+                &filter.filter()?,
+                &mut stdout,
+            )?;
+            eprint!("{summary}");
+            return Ok(());
+        }
+    };
+    print!("{out}");
+    Ok(())
+}
