@@ -119,7 +119,6 @@ impl FilterArgs {
             resource: self.resource.clone(),
             method: self.method.clone(),
             granted: self.granted,
-            ..QueryFilter::default()
         })
     }
 }

@@ -70,7 +70,11 @@ impl Broker {
             },
             flush_window: config.flush_window(),
         });
-        let topics = topics::Topics::open(&config.data_dir, logs.clone(), config.topic_defaults.clone())?;
+        let topics = topics::Topics::open(
+            &config.data_dir,
+            logs.clone(),
+            config.topic_defaults.clone(),
+        )?;
         let groups = group::GroupCoordinator::open(
             &config.data_dir.join("__consumer_offsets"),
             group::GroupConfig {
@@ -83,9 +87,13 @@ impl Broker {
         .map_err(|e| BrokerError::Group(e.to_string()))?;
         let producer_ids = ProducerIds::open(&meta_dir)?;
         let cluster_id = state::cluster_id(&meta_dir)?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| BrokerError::Bind { addr: config.listen, source })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| BrokerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let local_addr = listener
             .local_addr()
             .map_err(|e| BrokerError::io("read listener address", e))?;

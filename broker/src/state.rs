@@ -7,7 +7,7 @@ use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::group::GroupCoordinator;
 use crate::log::LogManager;
-use crate::topics::{write_atomically, Topics};
+use crate::topics::{Topics, write_atomically};
 
 /// Everything a request handler may touch.
 pub(crate) struct BrokerState {

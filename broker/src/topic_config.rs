@@ -31,25 +31,72 @@ struct Spec {
 }
 
 const SPECS: &[Spec] = &[
-    Spec { name: "cleanup.policy", config_type: 7, doc: "delete, compact, or compact,delete." },
-    Spec { name: "compression.type", config_type: 2, doc: "Only 'producer' is supported: batches are stored as the producer compressed them." },
-    Spec { name: "delete.retention.ms", config_type: 5, doc: "How long tombstones are kept on compacted topics." },
-    Spec { name: "max.message.bytes", config_type: 3, doc: "Largest record batch accepted." },
-    Spec { name: "message.timestamp.type", config_type: 2, doc: "CreateTime or LogAppendTime." },
-    Spec { name: "min.compaction.lag.ms", config_type: 5, doc: "Minimum age of a record before compaction may remove it." },
-    Spec { name: "min.insync.replicas", config_type: 3, doc: "Accepted for compatibility; a single node has one replica." },
-    Spec { name: "retention.bytes", config_type: 5, doc: "Size per partition above which old segments are deleted (-1: no limit)." },
-    Spec { name: "retention.ms", config_type: 5, doc: "Age after which old segments are deleted (-1: forever)." },
-    Spec { name: "segment.bytes", config_type: 3, doc: "Size at which a new segment file is started." },
-    Spec { name: "segment.ms", config_type: 5, doc: "Age at which a new segment file is started." },
+    Spec {
+        name: "cleanup.policy",
+        config_type: 7,
+        doc: "delete, compact, or compact,delete.",
+    },
+    Spec {
+        name: "compression.type",
+        config_type: 2,
+        doc: "Only 'producer' is supported: batches are stored as the producer compressed them.",
+    },
+    Spec {
+        name: "delete.retention.ms",
+        config_type: 5,
+        doc: "How long tombstones are kept on compacted topics.",
+    },
+    Spec {
+        name: "max.message.bytes",
+        config_type: 3,
+        doc: "Largest record batch accepted.",
+    },
+    Spec {
+        name: "message.timestamp.type",
+        config_type: 2,
+        doc: "CreateTime or LogAppendTime.",
+    },
+    Spec {
+        name: "min.compaction.lag.ms",
+        config_type: 5,
+        doc: "Minimum age of a record before compaction may remove it.",
+    },
+    Spec {
+        name: "min.insync.replicas",
+        config_type: 3,
+        doc: "Accepted for compatibility; a single node has one replica.",
+    },
+    Spec {
+        name: "retention.bytes",
+        config_type: 5,
+        doc: "Size per partition above which old segments are deleted (-1: no limit).",
+    },
+    Spec {
+        name: "retention.ms",
+        config_type: 5,
+        doc: "Age after which old segments are deleted (-1: forever).",
+    },
+    Spec {
+        name: "segment.bytes",
+        config_type: 3,
+        doc: "Size at which a new segment file is started.",
+    },
+    Spec {
+        name: "segment.ms",
+        config_type: 5,
+        doc: "Age at which a new segment file is started.",
+    },
 ];
 
 fn parse_long(name: &str, value: &str, min: i64) -> Result<i64, InvalidConfig> {
-    let v: i64 = value.trim().parse().map_err(|_| {
-        InvalidConfig(format!("{name} must be an integer, got '{value}'"))
-    })?;
+    let v: i64 = value
+        .trim()
+        .parse()
+        .map_err(|_| InvalidConfig(format!("{name} must be an integer, got '{value}'")))?;
     if v < min {
-        return Err(InvalidConfig(format!("{name} must be at least {min}, got {v}")));
+        return Err(InvalidConfig(format!(
+            "{name} must be at least {min}, got {v}"
+        )));
     }
     Ok(v)
 }
@@ -82,7 +129,9 @@ pub fn validate(name: &str, value: Option<&str>) -> Result<(), InvalidConfig> {
         "segment.bytes" => {
             let v = parse_long(name, value, 1024)?;
             if v > i64::from(i32::MAX) {
-                return Err(InvalidConfig(format!("segment.bytes must fit in 32 bits, got {v}")));
+                return Err(InvalidConfig(format!(
+                    "segment.bytes must fit in 32 bits, got {v}"
+                )));
             }
             Ok(())
         }
@@ -198,7 +247,10 @@ mod tests {
         assert_eq!(lc.segment_bytes, 4096);
         assert_eq!(lc.retention_ms, d.retention_ms);
         let described = describe(&c, &d);
-        let seg = described.iter().find(|e| e.name == "segment.bytes").expect("listed");
+        let seg = described
+            .iter()
+            .find(|e| e.name == "segment.bytes")
+            .expect("listed");
         assert!(!seg.is_default);
     }
 }

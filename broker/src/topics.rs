@@ -15,10 +15,10 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+use crate::BrokerError;
 use crate::config::TopicDefaults;
 use crate::log::{LogManager, Partition};
 use crate::topic_config;
-use crate::BrokerError;
 
 /// Longest topic name Kafka allows.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
@@ -288,7 +288,12 @@ impl Topics {
     }
 
     /// Grows a topic to `count` partitions.
-    pub async fn add_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), CreateError> {
+    pub async fn add_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), CreateError> {
         let _w = self.inner.write_lock.lock().await;
         let Some(mut topic) = self.get(name) else {
             return Err(CreateError::Unknown);
@@ -400,7 +405,8 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Brok
     let mut f = fs::File::create(&tmp).map_err(|e| BrokerError::io("create temp file", e))?;
     f.write_all(bytes)
         .map_err(|e| BrokerError::io("write temp file", e))?;
-    f.sync_all().map_err(|e| BrokerError::io("fsync temp file", e))?;
+    f.sync_all()
+        .map_err(|e| BrokerError::io("fsync temp file", e))?;
     fs::rename(&tmp, &dst).map_err(|e| BrokerError::io("rename temp file", e))?;
     fs::File::open(dir)
         .and_then(|d| d.sync_all())

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use gatehouse_protocol::ErrorCode;
 use gatehouse_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use gatehouse_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
@@ -16,13 +17,12 @@ use gatehouse_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
 use gatehouse_protocol::messages::{
-    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
-    AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
-    CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    AlterConfigsRequest, AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, TopicName,
+    alter_configs_response, incremental_alter_configs_response,
 };
-use gatehouse_protocol::ErrorCode;
 use kafka_protocol::protocol::StrBytes;
 
 use crate::state::BrokerState;
@@ -42,8 +42,14 @@ fn s(v: impl Into<String>) -> StrBytes {
 
 fn create_error(e: &CreateError, name: &str) -> (ErrorCode, String) {
     match e {
-        CreateError::Exists => (ErrorCode::TopicAlreadyExists, format!("topic '{name}' already exists")),
-        CreateError::Unknown => (ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")),
+        CreateError::Exists => (
+            ErrorCode::TopicAlreadyExists,
+            format!("topic '{name}' already exists"),
+        ),
+        CreateError::Unknown => (
+            ErrorCode::UnknownTopicOrPartition,
+            format!("topic '{name}' does not exist"),
+        ),
         CreateError::InvalidName(m) => (ErrorCode::InvalidTopicException, m.clone()),
         CreateError::InvalidPartitions(m) => (ErrorCode::InvalidPartitions, m.clone()),
         CreateError::InvalidConfig(m) => (ErrorCode::InvalidConfig, m.clone()),
@@ -52,7 +58,11 @@ fn create_error(e: &CreateError, name: &str) -> (ErrorCode, String) {
 }
 
 /// CreateTopics v2-7.
-pub(crate) async fn create_topics(state: Arc<BrokerState>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub(crate) async fn create_topics(
+    state: Arc<BrokerState>,
+    req: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.0.to_string();
@@ -67,10 +77,9 @@ pub(crate) async fn create_topics(state: Arc<BrokerState>, req: CreateTopicsRequ
         } else {
             t.num_partitions
         };
-        let bad_assignment = t
-            .assignments
-            .iter()
-            .any(|a| a.broker_ids.iter().any(|b| b.0 != state.config.node_id) || a.broker_ids.len() > 1);
+        let bad_assignment = t.assignments.iter().any(|a| {
+            a.broker_ids.iter().any(|b| b.0 != state.config.node_id) || a.broker_ids.len() > 1
+        });
         let mut configs = BTreeMap::new();
         let mut config_error = None;
         for c in &t.configs {
@@ -90,13 +99,28 @@ pub(crate) async fn create_topics(state: Arc<BrokerState>, req: CreateTopicsRequ
                 ),
             ))
         } else if t.replication_factor == 0 || t.replication_factor < -1 {
-            Err((ErrorCode::InvalidReplicationFactor, format!("replication factor must be 1 or -1, got {}", t.replication_factor)))
+            Err((
+                ErrorCode::InvalidReplicationFactor,
+                format!(
+                    "replication factor must be 1 or -1, got {}",
+                    t.replication_factor
+                ),
+            ))
         } else if bad_assignment {
-            Err((ErrorCode::InvalidReplicaAssignment, format!("replica assignments may only name broker {}", state.config.node_id)))
+            Err((
+                ErrorCode::InvalidReplicaAssignment,
+                format!(
+                    "replica assignments may only name broker {}",
+                    state.config.node_id
+                ),
+            ))
         } else if let Some(m) = config_error {
             Err((ErrorCode::InvalidConfig, m))
         } else if req.validate_only {
-            state.topics.check_create(&name, partitions, &configs).map_err(|e| create_error(&e, &name))
+            state
+                .topics
+                .check_create(&name, partitions, &configs)
+                .map_err(|e| create_error(&e, &name))
         } else {
             state
                 .topics
@@ -120,7 +144,11 @@ pub(crate) async fn create_topics(state: Arc<BrokerState>, req: CreateTopicsRequ
                                 CreatableTopicConfigs::default()
                                     .with_name(s(e.name))
                                     .with_value(Some(s(e.value)))
-                                    .with_config_source(if e.is_default { SOURCE_DEFAULT } else { SOURCE_TOPIC })
+                                    .with_config_source(if e.is_default {
+                                        SOURCE_DEFAULT
+                                    } else {
+                                        SOURCE_TOPIC
+                                    })
                             })
                             .collect(),
                     );
@@ -138,7 +166,11 @@ pub(crate) async fn create_topics(state: Arc<BrokerState>, req: CreateTopicsRequ
 }
 
 /// DeleteTopics v1-6 (by name, or by id from v6).
-pub(crate) async fn delete_topics(state: Arc<BrokerState>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub(crate) async fn delete_topics(
+    state: Arc<BrokerState>,
+    req: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     let mut targets: Vec<(Option<String>, uuid::Uuid)> = Vec::new();
     if version >= 6 {
         for t in &req.topics {
@@ -188,7 +220,11 @@ pub(crate) async fn delete_topics(state: Arc<BrokerState>, req: DeleteTopicsRequ
 }
 
 /// CreatePartitions v0-3.
-pub(crate) async fn create_partitions(state: Arc<BrokerState>, req: CreatePartitionsRequest, _version: i16) -> CreatePartitionsResponse {
+pub(crate) async fn create_partitions(
+    state: Arc<BrokerState>,
+    req: CreatePartitionsRequest,
+    _version: i16,
+) -> CreatePartitionsResponse {
     let mut results = Vec::new();
     for t in req.topics {
         let name = t.name.0.to_string();
@@ -198,7 +234,13 @@ pub(crate) async fn create_partitions(state: Arc<BrokerState>, req: CreatePartit
                 .any(|x| x.broker_ids.iter().any(|b| b.0 != state.config.node_id))
         });
         let outcome = if bad_assignment {
-            Err((ErrorCode::InvalidReplicaAssignment, format!("replica assignments may only name broker {}", state.config.node_id)))
+            Err((
+                ErrorCode::InvalidReplicaAssignment,
+                format!(
+                    "replica assignments may only name broker {}",
+                    state.config.node_id
+                ),
+            ))
         } else {
             state
                 .topics
@@ -218,20 +260,33 @@ pub(crate) async fn create_partitions(state: Arc<BrokerState>, req: CreatePartit
 fn broker_configs(state: &BrokerState) -> Vec<(&'static str, String)> {
     let d = state.topics.defaults();
     vec![
-        ("auto.create.topics.enable", state.config.auto_create_topics.to_string()),
+        (
+            "auto.create.topics.enable",
+            state.config.auto_create_topics.to_string(),
+        ),
         ("broker.id", state.config.node_id.to_string()),
         ("log.retention.ms", d.retention_ms.to_string()),
         ("log.retention.bytes", d.retention_bytes.to_string()),
         ("log.segment.bytes", d.segment_bytes.to_string()),
         ("log.roll.ms", d.segment_ms.to_string()),
         ("message.max.bytes", d.max_message_bytes.to_string()),
-        ("num.partitions", state.config.default_partitions.to_string()),
-        ("socket.request.max.bytes", state.config.max_request_bytes.to_string()),
+        (
+            "num.partitions",
+            state.config.default_partitions.to_string(),
+        ),
+        (
+            "socket.request.max.bytes",
+            state.config.max_request_bytes.to_string(),
+        ),
     ]
 }
 
 /// DescribeConfigs v1-4 for topics and this broker.
-pub(crate) fn describe_configs(state: &BrokerState, req: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+pub(crate) fn describe_configs(
+    state: &BrokerState,
+    req: DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResponse {
     let results = req
         .resources
         .into_iter()
@@ -260,10 +315,18 @@ pub(crate) fn describe_configs(state: &BrokerState, req: DescribeConfigsRequest,
                             let mut r = DescribeConfigsResourceResult::default()
                                 .with_name(s(e.name))
                                 .with_value(Some(s(e.value)))
-                                .with_config_source(if e.is_default { SOURCE_DEFAULT } else { SOURCE_TOPIC })
+                                .with_config_source(if e.is_default {
+                                    SOURCE_DEFAULT
+                                } else {
+                                    SOURCE_TOPIC
+                                })
                                 .with_config_type(e.config_type);
                             if version == 0 {
-                                r.config_source = if e.is_default { SOURCE_DEFAULT } else { SOURCE_TOPIC };
+                                r.config_source = if e.is_default {
+                                    SOURCE_DEFAULT
+                                } else {
+                                    SOURCE_TOPIC
+                                };
                             }
                             if req.include_documentation {
                                 r.documentation = Some(s(e.documentation));
@@ -278,7 +341,10 @@ pub(crate) fn describe_configs(state: &BrokerState, req: DescribeConfigsRequest,
                     if !name.is_empty() && name != state.config.node_id.to_string() {
                         return base
                             .with_error_code(ErrorCode::InvalidRequest.code())
-                            .with_error_message(Some(s(format!("broker '{name}' is not this node ({})", state.config.node_id))));
+                            .with_error_message(Some(s(format!(
+                                "broker '{name}' is not this node ({})",
+                                state.config.node_id
+                            ))));
                     }
                     let configs = broker_configs(state)
                         .into_iter()
@@ -295,7 +361,9 @@ pub(crate) fn describe_configs(state: &BrokerState, req: DescribeConfigsRequest,
                 }
                 other => base
                     .with_error_code(ErrorCode::InvalidRequest.code())
-                    .with_error_message(Some(s(format!("resource type {other} has no configs here")))),
+                    .with_error_message(Some(s(format!(
+                        "resource type {other} has no configs here"
+                    )))),
             }
         })
         .collect();
@@ -304,7 +372,10 @@ pub(crate) fn describe_configs(state: &BrokerState, req: DescribeConfigsRequest,
 
 fn alter_error(e: AlterError, name: &str) -> (ErrorCode, String) {
     match e {
-        AlterError::Unknown => (ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")),
+        AlterError::Unknown => (
+            ErrorCode::UnknownTopicOrPartition,
+            format!("topic '{name}' does not exist"),
+        ),
         AlterError::Invalid(m) => (ErrorCode::InvalidConfig, m),
         AlterError::Storage(m) => (ErrorCode::UnknownServerError, format!("storage error: {m}")),
     }
@@ -325,7 +396,10 @@ async fn alter_one(
         ));
     }
     if resource_type != RESOURCE_TOPIC {
-        return Err((ErrorCode::InvalidRequest, format!("resource type {resource_type} has no configs here")));
+        return Err((
+            ErrorCode::InvalidRequest,
+            format!("resource type {resource_type} has no configs here"),
+        ));
     }
     let changes = changes.map_err(|m| (ErrorCode::InvalidConfig, m))?;
     state
@@ -336,7 +410,11 @@ async fn alter_one(
 }
 
 /// AlterConfigs v0-2: replaces a topic's whole config set.
-pub(crate) async fn alter_configs(state: Arc<BrokerState>, req: AlterConfigsRequest, _version: i16) -> AlterConfigsResponse {
+pub(crate) async fn alter_configs(
+    state: Arc<BrokerState>,
+    req: AlterConfigsRequest,
+    _version: i16,
+) -> AlterConfigsResponse {
     let mut responses = Vec::new();
     for res in req.resources {
         let name = res.resource_name.to_string();
@@ -348,7 +426,16 @@ pub(crate) async fn alter_configs(state: Arc<BrokerState>, req: AlterConfigsRequ
         let mut r = alter_configs_response::AlterConfigsResourceResponse::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());
-        if let Err((code, message)) = alter_one(&state, res.resource_type, &name, changes, false, req.validate_only).await {
+        if let Err((code, message)) = alter_one(
+            &state,
+            res.resource_type,
+            &name,
+            changes,
+            false,
+            req.validate_only,
+        )
+        .await
+        {
             r.error_code = code.code();
             r.error_message = Some(s(message));
         }
@@ -366,7 +453,11 @@ pub(crate) async fn incremental_alter_configs(
     let mut responses = Vec::new();
     for res in req.resources {
         let name = res.resource_name.to_string();
-        let current = state.topics.get(&name).map(|t| t.configs).unwrap_or_default();
+        let current = state
+            .topics
+            .get(&name)
+            .map(|t| t.configs)
+            .unwrap_or_default();
         let mut changes = Vec::new();
         let mut bad = None;
         for c in &res.configs {
@@ -376,9 +467,21 @@ pub(crate) async fn incremental_alter_configs(
                 0 => changes.push((key, value)),
                 1 => changes.push((key, None)),
                 2 | 3 if key == "cleanup.policy" => {
-                    let existing = current.get(&key).cloned().unwrap_or_else(|| "delete".into());
-                    let mut items: Vec<String> = existing.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect();
-                    for v in value.unwrap_or_default().split(',').map(str::trim).filter(|x| !x.is_empty()) {
+                    let existing = current
+                        .get(&key)
+                        .cloned()
+                        .unwrap_or_else(|| "delete".into());
+                    let mut items: Vec<String> = existing
+                        .split(',')
+                        .map(|x| x.trim().to_owned())
+                        .filter(|x| !x.is_empty())
+                        .collect();
+                    for v in value
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|x| !x.is_empty())
+                    {
                         if c.config_operation == 2 {
                             if !items.iter().any(|i| i == v) {
                                 items.push(v.to_owned());
@@ -387,9 +490,20 @@ pub(crate) async fn incremental_alter_configs(
                             items.retain(|i| i != v);
                         }
                     }
-                    changes.push((key, if items.is_empty() { None } else { Some(items.join(",")) }));
+                    changes.push((
+                        key,
+                        if items.is_empty() {
+                            None
+                        } else {
+                            Some(items.join(","))
+                        },
+                    ));
                 }
-                2 | 3 => bad = Some(format!("APPEND and SUBTRACT apply to list configs only; '{key}' is not a list")),
+                2 | 3 => {
+                    bad = Some(format!(
+                        "APPEND and SUBTRACT apply to list configs only; '{key}' is not a list"
+                    ))
+                }
                 op => bad = Some(format!("unknown config operation {op} for '{key}'")),
             }
         }
@@ -400,7 +514,16 @@ pub(crate) async fn incremental_alter_configs(
         let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());
-        if let Err((code, message)) = alter_one(&state, res.resource_type, &name, changes, true, req.validate_only).await {
+        if let Err((code, message)) = alter_one(
+            &state,
+            res.resource_type,
+            &name,
+            changes,
+            true,
+            req.validate_only,
+        )
+        .await
+        {
             r.error_code = code.code();
             r.error_message = Some(s(message));
         }
@@ -410,7 +533,11 @@ pub(crate) async fn incremental_alter_configs(
 }
 
 /// DeleteRecords v0-2: moves the log start offset forward.
-pub(crate) async fn delete_records(state: Arc<BrokerState>, req: DeleteRecordsRequest, _version: i16) -> DeleteRecordsResponse {
+pub(crate) async fn delete_records(
+    state: Arc<BrokerState>,
+    req: DeleteRecordsRequest,
+    _version: i16,
+) -> DeleteRecordsResponse {
     let topics = req
         .topics
         .into_iter()

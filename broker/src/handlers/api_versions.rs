@@ -6,12 +6,12 @@
 //! [`gatehouse_protocol::header::encode_response`] takes from the generated type.
 
 use bytes::Bytes;
-use gatehouse_protocol::header::{decode_body, RequestHeaderPeek};
+use gatehouse_protocol::ErrorCode;
+use gatehouse_protocol::header::{RequestHeaderPeek, decode_body};
 use gatehouse_protocol::messages::api_versions_response::ApiVersion;
 use gatehouse_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
-use gatehouse_protocol::ErrorCode;
 
-use super::{respond, Outcome};
+use super::{Outcome, respond};
 use crate::state::BrokerState;
 
 /// Every API we serve with the versions we advertise.

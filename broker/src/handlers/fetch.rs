@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::select_all;
+use gatehouse_protocol::ErrorCode;
 use gatehouse_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use gatehouse_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -15,7 +16,6 @@ use gatehouse_protocol::messages::list_offsets_response::{
 use gatehouse_protocol::messages::{
     FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
 };
-use gatehouse_protocol::ErrorCode;
 
 use crate::state::BrokerState;
 
@@ -23,7 +23,11 @@ use crate::state::BrokerState;
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
 /// Fetch v4-12.
-pub(crate) async fn fetch(state: Arc<BrokerState>, req: FetchRequest, _version: i16) -> FetchResponse {
+pub(crate) async fn fetch(
+    state: Arc<BrokerState>,
+    req: FetchRequest,
+    _version: i16,
+) -> FetchResponse {
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
     let min_bytes = req.min_bytes.max(0) as usize;
@@ -47,7 +51,11 @@ pub(crate) async fn fetch(state: Arc<BrokerState>, req: FetchRequest, _version: 
                     .with_high_watermark(-1)
                     .with_last_stable_offset(-1)
                     .with_log_start_offset(-1)
-                    .with_aborted_transactions(if req.isolation_level == 1 { Some(vec![]) } else { None })
+                    .with_aborted_transactions(if req.isolation_level == 1 {
+                        Some(vec![])
+                    } else {
+                        None
+                    })
                     .with_preferred_read_replica((-1).into());
                 let Some(partition) = state.topics.partition(&name, p.partition) else {
                     any_error = true;
@@ -68,7 +76,9 @@ pub(crate) async fn fetch(state: Arc<BrokerState>, req: FetchRequest, _version: 
                     continue;
                 }
                 let hw = partition.high_watermark();
-                if p.fetch_offset == hw || (p.fetch_offset > hw && p.fetch_offset <= partition.log_end_offset()) {
+                if p.fetch_offset == hw
+                    || (p.fetch_offset > hw && p.fetch_offset <= partition.log_end_offset())
+                {
                     parts.push(
                         base.with_high_watermark(hw)
                             .with_last_stable_offset(hw)
@@ -121,7 +131,11 @@ pub(crate) async fn fetch(state: Arc<BrokerState>, req: FetchRequest, _version: 
 }
 
 /// ListOffsets v1-7: latest (-1), earliest (-2), max timestamp (-3) or by timestamp.
-pub(crate) fn list_offsets(state: &BrokerState, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub(crate) fn list_offsets(
+    state: &BrokerState,
+    req: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
     let topics = req
         .topics
         .into_iter()

@@ -4,16 +4,20 @@
 
 use std::sync::Arc;
 
+use gatehouse_protocol::ErrorCode;
 use gatehouse_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use gatehouse_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
-use gatehouse_protocol::ErrorCode;
 
 use crate::state::BrokerState;
 
 /// OffsetCommit.
-pub(crate) async fn offset_commit(state: Arc<BrokerState>, mut req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+pub(crate) async fn offset_commit(
+    state: Arc<BrokerState>,
+    mut req: OffsetCommitRequest,
+    version: i16,
+) -> OffsetCommitResponse {
     let mut unknown: Vec<OffsetCommitResponseTopic> = Vec::new();
     for t in req.topics.iter_mut() {
         let name = t.name.0.to_string();

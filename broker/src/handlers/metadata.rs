@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use gatehouse_protocol::ErrorCode;
 use gatehouse_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use gatehouse_protocol::messages::find_coordinator_response::Coordinator;
 use gatehouse_protocol::messages::metadata_response::{
@@ -13,11 +14,10 @@ use gatehouse_protocol::messages::{
     BrokerId, DescribeClusterRequest, DescribeClusterResponse, FindCoordinatorRequest,
     FindCoordinatorResponse, MetadataRequest, MetadataResponse, TopicName,
 };
-use gatehouse_protocol::ErrorCode;
 use kafka_protocol::protocol::StrBytes;
 
 use crate::state::BrokerState;
-use crate::topics::{validate_topic_name, Topic};
+use crate::topics::{Topic, validate_topic_name};
 
 const NO_OPERATIONS: i32 = i32::MIN;
 
@@ -31,7 +31,11 @@ pub(crate) async fn ensure_topic(state: &BrokerState, name: &str) -> bool {
     }
     match state
         .topics
-        .create(name, state.config.default_partitions.max(1), BTreeMap::new())
+        .create(
+            name,
+            state.config.default_partitions.max(1),
+            BTreeMap::new(),
+        )
         .await
     {
         Ok(_) => true,
@@ -67,7 +71,11 @@ fn topic_entry(state: &BrokerState, t: &Topic) -> MetadataResponseTopic {
 }
 
 /// Metadata: the one broker and the requested (or all) topics.
-pub(crate) async fn metadata(state: Arc<BrokerState>, req: MetadataRequest, version: i16) -> MetadataResponse {
+pub(crate) async fn metadata(
+    state: Arc<BrokerState>,
+    req: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
     let all = match &req.topics {
         None => true,
         Some(t) => t.is_empty() && version == 0,
@@ -79,17 +87,18 @@ pub(crate) async fn metadata(state: Arc<BrokerState>, req: MetadataRequest, vers
         }
     } else {
         for rt in req.topics.unwrap_or_default() {
-            let by_id = (!rt.topic_id.is_nil()).then(|| state.topics.get_by_id(rt.topic_id.as_bytes())).flatten();
+            let by_id = (!rt.topic_id.is_nil())
+                .then(|| state.topics.get_by_id(rt.topic_id.as_bytes()))
+                .flatten();
             let name = rt.name.as_ref().map(|n| n.0.to_string());
             let found = match (&by_id, &name) {
                 (Some(t), _) => Some(t.clone()),
                 (None, Some(n)) => {
                     let auto = version < 4 || req.allow_auto_topic_creation;
-                    if auto && ensure_topic(&state, n).await {
-                        state.topics.get(n)
-                    } else {
-                        state.topics.get(n)
+                    if auto {
+                        ensure_topic(&state, n).await;
                     }
+                    state.topics.get(n)
                 }
                 (None, None) => None,
             };
@@ -97,7 +106,9 @@ pub(crate) async fn metadata(state: Arc<BrokerState>, req: MetadataRequest, vers
                 Some(t) => topics.push(topic_entry(&state, &t)),
                 None => {
                     let code = match &name {
-                        Some(n) if validate_topic_name(n).is_err() => ErrorCode::InvalidTopicException,
+                        Some(n) if validate_topic_name(n).is_err() => {
+                            ErrorCode::InvalidTopicException
+                        }
                         Some(_) => ErrorCode::UnknownTopicOrPartition,
                         None => ErrorCode::UnknownTopicId,
                     };
@@ -113,10 +124,12 @@ pub(crate) async fn metadata(state: Arc<BrokerState>, req: MetadataRequest, vers
         }
     }
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(node(&state))
-            .with_host(StrBytes::from_string(state.advertised_host.clone()))
-            .with_port(state.advertised_port)])
+        .with_brokers(vec![
+            MetadataResponseBroker::default()
+                .with_node_id(node(&state))
+                .with_host(StrBytes::from_string(state.advertised_host.clone()))
+                .with_port(state.advertised_port),
+        ])
         .with_cluster_id(Some(StrBytes::from_string(state.cluster_id.clone())))
         .with_controller_id(node(&state))
         .with_topics(topics)
@@ -124,7 +137,11 @@ pub(crate) async fn metadata(state: Arc<BrokerState>, req: MetadataRequest, vers
 }
 
 /// FindCoordinator: this node for every group; transactions are not supported.
-pub(crate) fn find_coordinator(state: &BrokerState, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+pub(crate) fn find_coordinator(
+    state: &BrokerState,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
     let host = StrBytes::from_string(state.advertised_host.clone());
     let answer = |key: StrBytes| -> Coordinator {
         if req.key_type != 0 {
@@ -160,13 +177,19 @@ pub(crate) fn find_coordinator(state: &BrokerState, req: FindCoordinatorRequest,
 }
 
 /// DescribeCluster (KIP-700).
-pub(crate) fn describe_cluster(state: &BrokerState, _req: DescribeClusterRequest, _version: i16) -> DescribeClusterResponse {
+pub(crate) fn describe_cluster(
+    state: &BrokerState,
+    _req: DescribeClusterRequest,
+    _version: i16,
+) -> DescribeClusterResponse {
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(state.cluster_id.clone()))
         .with_controller_id(node(state))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(node(state))
-            .with_host(StrBytes::from_string(state.advertised_host.clone()))
-            .with_port(state.advertised_port)])
+        .with_brokers(vec![
+            DescribeClusterBroker::default()
+                .with_broker_id(node(state))
+                .with_host(StrBytes::from_string(state.advertised_host.clone()))
+                .with_port(state.advertised_port),
+        ])
         .with_cluster_authorized_operations(NO_OPERATIONS)
 }

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use gatehouse_protocol::header::{decode_body, encode_response, RequestHeaderPeek};
+use gatehouse_protocol::header::{RequestHeaderPeek, decode_body, encode_response};
 use gatehouse_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request};
 
@@ -80,7 +80,11 @@ where
 }
 
 /// Handles one request frame.
-pub(crate) async fn handle(state: &Arc<BrokerState>, conn: &ConnectionInfo, frame: Bytes) -> Outcome {
+pub(crate) async fn handle(
+    state: &Arc<BrokerState>,
+    conn: &ConnectionInfo,
+    frame: Bytes,
+) -> Outcome {
     let h = match RequestHeaderPeek::parse(&frame) {
         Ok(h) => h,
         Err(e) => return Outcome::Close(format!("unreadable request header: {e}")),
@@ -164,19 +168,34 @@ pub(crate) async fn handle(state: &Arc<BrokerState>, conn: &ConnectionInfo, fram
             .await
         }
         ApiKey::SyncGroup => {
-            run(&h, body, |r: SyncGroupRequest| async move { st.groups.sync_group(r, v).await }).await
+            run(&h, body, |r: SyncGroupRequest| async move {
+                st.groups.sync_group(r, v).await
+            })
+            .await
         }
         ApiKey::Heartbeat => {
-            run(&h, body, |r: HeartbeatRequest| async move { st.groups.heartbeat(r, v).await }).await
+            run(&h, body, |r: HeartbeatRequest| async move {
+                st.groups.heartbeat(r, v).await
+            })
+            .await
         }
         ApiKey::LeaveGroup => {
-            run(&h, body, |r: LeaveGroupRequest| async move { st.groups.leave_group(r, v).await }).await
+            run(&h, body, |r: LeaveGroupRequest| async move {
+                st.groups.leave_group(r, v).await
+            })
+            .await
         }
         ApiKey::OffsetCommit => {
-            run(&h, body, |r: OffsetCommitRequest| groups::offset_commit(st, r, v)).await
+            run(&h, body, |r: OffsetCommitRequest| {
+                groups::offset_commit(st, r, v)
+            })
+            .await
         }
         ApiKey::OffsetFetch => {
-            run(&h, body, |r: OffsetFetchRequest| async move { st.groups.offset_fetch(r, v).await }).await
+            run(&h, body, |r: OffsetFetchRequest| async move {
+                st.groups.offset_fetch(r, v).await
+            })
+            .await
         }
         ApiKey::DescribeGroups => {
             run(&h, body, |r: DescribeGroupsRequest| async move {
@@ -185,15 +204,34 @@ pub(crate) async fn handle(state: &Arc<BrokerState>, conn: &ConnectionInfo, fram
             .await
         }
         ApiKey::ListGroups => {
-            run(&h, body, |r: ListGroupsRequest| async move { st.groups.list_groups(r, v).await }).await
+            run(&h, body, |r: ListGroupsRequest| async move {
+                st.groups.list_groups(r, v).await
+            })
+            .await
         }
         ApiKey::DeleteGroups => {
-            run(&h, body, |r: DeleteGroupsRequest| async move { st.groups.delete_groups(r, v).await }).await
+            run(&h, body, |r: DeleteGroupsRequest| async move {
+                st.groups.delete_groups(r, v).await
+            })
+            .await
         }
-        ApiKey::CreateTopics => run(&h, body, |r: CreateTopicsRequest| admin::create_topics(st, r, v)).await,
-        ApiKey::DeleteTopics => run(&h, body, |r: DeleteTopicsRequest| admin::delete_topics(st, r, v)).await,
+        ApiKey::CreateTopics => {
+            run(&h, body, |r: CreateTopicsRequest| {
+                admin::create_topics(st, r, v)
+            })
+            .await
+        }
+        ApiKey::DeleteTopics => {
+            run(&h, body, |r: DeleteTopicsRequest| {
+                admin::delete_topics(st, r, v)
+            })
+            .await
+        }
         ApiKey::CreatePartitions => {
-            run(&h, body, |r: CreatePartitionsRequest| admin::create_partitions(st, r, v)).await
+            run(&h, body, |r: CreatePartitionsRequest| {
+                admin::create_partitions(st, r, v)
+            })
+            .await
         }
         ApiKey::DescribeConfigs => {
             run(&h, body, |r: DescribeConfigsRequest| async move {
@@ -201,14 +239,24 @@ pub(crate) async fn handle(state: &Arc<BrokerState>, conn: &ConnectionInfo, fram
             })
             .await
         }
-        ApiKey::AlterConfigs => run(&h, body, |r: AlterConfigsRequest| admin::alter_configs(st, r, v)).await,
+        ApiKey::AlterConfigs => {
+            run(&h, body, |r: AlterConfigsRequest| {
+                admin::alter_configs(st, r, v)
+            })
+            .await
+        }
         ApiKey::IncrementalAlterConfigs => {
             run(&h, body, |r: IncrementalAlterConfigsRequest| {
                 admin::incremental_alter_configs(st, r, v)
             })
             .await
         }
-        ApiKey::DeleteRecords => run(&h, body, |r: DeleteRecordsRequest| admin::delete_records(st, r, v)).await,
+        ApiKey::DeleteRecords => {
+            run(&h, body, |r: DeleteRecordsRequest| {
+                admin::delete_records(st, r, v)
+            })
+            .await
+        }
         other => Outcome::Close(format!("API {other:?} has no handler")),
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use gatehouse_protocol::ErrorCode;
 use gatehouse_protocol::header::RequestHeaderPeek;
 use gatehouse_protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
@@ -17,10 +18,9 @@ use gatehouse_protocol::messages::produce_response::{
 use gatehouse_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
 };
-use gatehouse_protocol::ErrorCode;
 use kafka_protocol::protocol::StrBytes;
 
-use super::{respond, Outcome};
+use super::{Outcome, respond};
 use crate::log::{AppendInfo, LogError};
 use crate::state::BrokerState;
 
@@ -31,7 +31,11 @@ enum Slot {
     Waiting(i32, AppendFuture),
 }
 
-fn error_partition(index: i32, code: ErrorCode, message: Option<String>) -> PartitionProduceResponse {
+fn error_partition(
+    index: i32,
+    code: ErrorCode,
+    message: Option<String>,
+) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
         .with_index(index)
         .with_error_code(code.code())
@@ -57,7 +61,11 @@ fn from_append(index: i32, r: Result<AppendInfo, LogError>) -> PartitionProduceR
 }
 
 /// Handles a decoded Produce request (v3+).
-pub(crate) async fn handle(state: Arc<BrokerState>, h: &RequestHeaderPeek, req: ProduceRequest) -> Outcome {
+pub(crate) async fn handle(
+    state: Arc<BrokerState>,
+    h: &RequestHeaderPeek,
+    req: ProduceRequest,
+) -> Outcome {
     let acks = req.acks;
 
     let mut topics: Vec<(kafka_protocol::messages::TopicName, Vec<Slot>)> = Vec::new();
@@ -104,7 +112,8 @@ pub(crate) async fn handle(state: Arc<BrokerState>, h: &RequestHeaderPeek, req: 
                 )));
                 continue;
             };
-            let mut fut: AppendFuture = Box::pin(async move { partition.append(records, acks).await });
+            let mut fut: AppendFuture =
+                Box::pin(async move { partition.append(records, acks).await });
             // Poll once here so the append itself happens now, in request order.
             let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
             match first {
@@ -184,7 +193,8 @@ pub(crate) fn unsupported_old_version(h: &RequestHeaderPeek, frame: &Bytes) -> O
         return Outcome::Close("Produce without body".into());
     };
     let mut b = frame.slice(off..);
-    let parsed = (|| -> Option<(i16, Vec<(Bytes, Vec<i32>)>)> {
+    type OldProduce = (i16, Vec<(Bytes, Vec<i32>)>);
+    let parsed = (|| -> Option<OldProduce> {
         if b.remaining() < 6 {
             return None;
         }
@@ -225,7 +235,10 @@ pub(crate) fn unsupported_old_version(h: &RequestHeaderPeek, frame: &Bytes) -> O
             h.api_version
         ));
     };
-    tracing::info!(version = h.api_version, "Refusing Produce below v3 (message format v0/v1) with UNSUPPORTED_VERSION.");
+    tracing::info!(
+        version = h.api_version,
+        "Refusing Produce below v3 (message format v0/v1) with UNSUPPORTED_VERSION."
+    );
     if acks == 0 {
         return Outcome::none();
     }
@@ -270,7 +283,11 @@ pub(crate) fn init_producer_id(
     }
     match state.producer_ids.allocate() {
         Ok(id) => {
-            tracing::debug!(producer_id = id, previous = req.producer_id.0, "Producer id allocated.");
+            tracing::debug!(
+                producer_id = id,
+                previous = req.producer_id.0,
+                "Producer id allocated."
+            );
             InitProducerIdResponse::default()
                 .with_producer_id(id.into())
                 .with_producer_epoch(0)

@@ -11,7 +11,7 @@ use gatehouse_protocol::messages::*;
 use gatehouse_protocol::records::BatchBuilder;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
-use super::{handle, ConnectionInfo, Outcome, SUPPORTED};
+use super::{ConnectionInfo, Outcome, SUPPORTED, handle};
 use crate::config::BrokerConfig;
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::{LogManager, LogManagerConfig};
@@ -28,7 +28,10 @@ async fn state(dir: &std::path::Path) -> Arc<BrokerState> {
     std::fs::create_dir_all(&meta).expect("meta dir");
     let logs = LogManager::new(LogManagerConfig::default());
     let topics = Topics::open(dir, logs.clone(), config.topic_defaults.clone()).expect("topics");
-    topics.create("t", 2, BTreeMap::new()).await.expect("create t");
+    topics
+        .create("t", 2, BTreeMap::new())
+        .await
+        .expect("create t");
     let groups = GroupCoordinator::open(
         &dir.join("__consumer_offsets"),
         GroupConfig {
@@ -68,7 +71,10 @@ where
         .expect("response header");
     assert_eq!(corr, 77, "{key:?} v{version} correlation id");
     let mut b = body;
-    Some(R::Response::decode(&mut b, version).unwrap_or_else(|e| panic!("{key:?} v{version} response does not decode: {e}")))
+    Some(
+        R::Response::decode(&mut b, version)
+            .unwrap_or_else(|e| panic!("{key:?} v{version} response does not decode: {e}")),
+    )
 }
 
 fn name(s: &str) -> TopicName {
@@ -77,12 +83,16 @@ fn name(s: &str) -> TopicName {
 
 fn batch() -> Bytes {
     let mut b = BatchBuilder::new();
-    b.push(Some(b"k"), Some(b"v"), &[], 1_700_000_000_000).expect("push");
+    b.push(Some(b"k"), Some(b"v"), &[], 1_700_000_000_000)
+        .expect("push");
     b.build().expect("build")
 }
 
 fn range(key: ApiKey) -> std::ops::RangeInclusive<i16> {
-    let (_, min, max) = SUPPORTED.iter().find(|(k, _, _)| *k == key).expect("supported");
+    let (_, min, max) = SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .expect("supported");
     *min..=*max
 }
 
@@ -92,13 +102,18 @@ async fn every_advertised_version_gets_a_decodable_response() {
     let st = state(dir.path()).await;
 
     for v in range(ApiKey::Produce).filter(|v| *v >= 3) {
-        let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![
-            produce_request::TopicProduceData::default()
-                .with_name(name("t"))
-                .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(batch()))]),
-        ]);
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(1000)
+            .with_topic_data(vec![
+                produce_request::TopicProduceData::default()
+                    .with_name(name("t"))
+                    .with_partition_data(vec![
+                        produce_request::PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(batch())),
+                    ]),
+            ]);
         let resp = exchange(&st, &req, v).await.expect("response");
         let p = &resp.responses[0].partition_responses[0];
         assert_eq!(p.error_code, 0, "Produce v{v}");
@@ -109,14 +124,24 @@ async fn every_advertised_version_gets_a_decodable_response() {
             .with_max_bytes(1 << 20)
             .with_replica_id((-1).into())
             .with_session_epoch(-1)
-            .with_topics(vec![fetch_request::FetchTopic::default().with_topic(name("t")).with_partitions(vec![
-                fetch_request::FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
-                fetch_request::FetchPartition::default().with_partition(9),
-            ])]);
+            .with_topics(vec![
+                fetch_request::FetchTopic::default()
+                    .with_topic(name("t"))
+                    .with_partitions(vec![
+                        fetch_request::FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(1 << 20),
+                        fetch_request::FetchPartition::default().with_partition(9),
+                    ]),
+            ]);
         let resp = exchange(&st, &req, v).await.expect("response");
         let parts = &resp.responses[0].partitions;
         assert_eq!(parts[0].error_code, 0, "Fetch v{v}");
-        assert!(parts[0].records.as_ref().is_some_and(|r| !r.is_empty()), "Fetch v{v} returns records");
+        assert!(
+            parts[0].records.as_ref().is_some_and(|r| !r.is_empty()),
+            "Fetch v{v} returns records"
+        );
         assert_eq!(parts[1].error_code, 3, "Fetch v{v} unknown partition");
     }
     for v in range(ApiKey::ListOffsets) {
@@ -124,18 +149,29 @@ async fn every_advertised_version_gets_a_decodable_response() {
             if ts == -3 && v < 7 {
                 continue;
             }
-            let req = ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![
-                list_offsets_request::ListOffsetsTopic::default().with_name(name("t")).with_partitions(vec![
-                    list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(ts),
-                ]),
-            ]);
+            let req = ListOffsetsRequest::default()
+                .with_replica_id((-1).into())
+                .with_topics(vec![
+                    list_offsets_request::ListOffsetsTopic::default()
+                        .with_name(name("t"))
+                        .with_partitions(vec![
+                            list_offsets_request::ListOffsetsPartition::default()
+                                .with_partition_index(0)
+                                .with_timestamp(ts),
+                        ]),
+                ]);
             let resp = exchange(&st, &req, v).await.expect("response");
-            assert_eq!(resp.topics[0].partitions[0].error_code, 0, "ListOffsets v{v} ts {ts}");
+            assert_eq!(
+                resp.topics[0].partitions[0].error_code, 0,
+                "ListOffsets v{v} ts {ts}"
+            );
         }
     }
     for v in range(ApiKey::Metadata) {
         let topics = if v == 0 { Some(vec![]) } else { None };
-        let resp = exchange(&st, &MetadataRequest::default().with_topics(topics), v).await.expect("response");
+        let resp = exchange(&st, &MetadataRequest::default().with_topics(topics), v)
+            .await
+            .expect("response");
         assert_eq!(resp.topics.len(), 1, "Metadata v{v}");
         let missing = MetadataRequest::default().with_topics(Some(vec![
             metadata_request::MetadataRequestTopic::default().with_name(Some(name("nope"))),
@@ -145,105 +181,182 @@ async fn every_advertised_version_gets_a_decodable_response() {
     }
     for v in range(ApiKey::FindCoordinator) {
         let req = if v >= 4 {
-            FindCoordinatorRequest::default().with_coordinator_keys(vec![StrBytes::from_static_str("g")])
+            FindCoordinatorRequest::default()
+                .with_coordinator_keys(vec![StrBytes::from_static_str("g")])
         } else {
             FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"))
         };
         exchange(&st, &req, v).await.expect("response");
     }
     for v in range(ApiKey::InitProducerId) {
-        let resp = exchange(&st, &InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60000).with_producer_id((-1).into()).with_producer_epoch(-1), v)
-            .await
-            .expect("response");
+        let resp = exchange(
+            &st,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60000)
+                .with_producer_id((-1).into())
+                .with_producer_epoch(-1),
+            v,
+        )
+        .await
+        .expect("response");
         assert_eq!(resp.error_code, 0);
         assert!(resp.producer_id.0 >= 0);
     }
     for v in range(ApiKey::DescribeCluster) {
-        exchange(&st, &DescribeClusterRequest::default(), v).await.expect("response");
+        exchange(&st, &DescribeClusterRequest::default(), v)
+            .await
+            .expect("response");
     }
     for v in range(ApiKey::CreateTopics) {
         let t = format!("created-{v}");
-        let req = CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![
-            create_topics_request::CreatableTopic::default().with_name(name(&t)).with_num_partitions(1).with_replication_factor(1).with_configs(vec![
-                create_topics_request::CreatableTopicConfig::default()
-                    .with_name(StrBytes::from_static_str("retention.ms"))
-                    .with_value(Some(StrBytes::from_static_str("1000"))),
-            ]),
-            create_topics_request::CreatableTopic::default().with_name(name("t")).with_num_partitions(1).with_replication_factor(1),
-        ]);
+        let req = CreateTopicsRequest::default()
+            .with_timeout_ms(1000)
+            .with_topics(vec![
+                create_topics_request::CreatableTopic::default()
+                    .with_name(name(&t))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1)
+                    .with_configs(vec![
+                        create_topics_request::CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_static_str("retention.ms"))
+                            .with_value(Some(StrBytes::from_static_str("1000"))),
+                    ]),
+                create_topics_request::CreatableTopic::default()
+                    .with_name(name("t"))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1),
+            ]);
         let resp = exchange(&st, &req, v).await.expect("response");
         assert_eq!(resp.topics[0].error_code, 0, "CreateTopics v{v}");
         assert_eq!(resp.topics[1].error_code, 36, "CreateTopics v{v} existing");
     }
     for v in range(ApiKey::CreatePartitions) {
         let req = CreatePartitionsRequest::default().with_topics(vec![
-            create_partitions_request::CreatePartitionsTopic::default().with_name(name(&format!("created-{}", 2 + v.min(5)))).with_count(2 + i32::from(v)),
+            create_partitions_request::CreatePartitionsTopic::default()
+                .with_name(name(&format!("created-{}", 2 + v.min(5))))
+                .with_count(2 + i32::from(v)),
         ]);
         exchange(&st, &req, v).await.expect("response");
     }
     for v in range(ApiKey::DescribeConfigs) {
-        let req = DescribeConfigsRequest::default().with_include_documentation(v >= 3).with_resources(vec![
-            describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("t")),
-            describe_configs_request::DescribeConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_static_str("1")),
-        ]);
+        let req = DescribeConfigsRequest::default()
+            .with_include_documentation(v >= 3)
+            .with_resources(vec![
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("t")),
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(StrBytes::from_static_str("1")),
+            ]);
         let resp = exchange(&st, &req, v).await.expect("response");
-        assert!(resp.results.iter().all(|r| r.error_code == 0 && !r.configs.is_empty()), "DescribeConfigs v{v}: {:?}", resp.results);
+        assert!(
+            resp.results
+                .iter()
+                .all(|r| r.error_code == 0 && !r.configs.is_empty()),
+            "DescribeConfigs v{v}: {:?}",
+            resp.results
+        );
     }
     for v in range(ApiKey::AlterConfigs) {
         let req = AlterConfigsRequest::default().with_resources(vec![
-            alter_configs_request::AlterConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("t")).with_configs(vec![
-                alter_configs_request::AlterableConfig::default()
-                    .with_name(StrBytes::from_static_str("retention.bytes"))
-                    .with_value(Some(StrBytes::from_static_str("100000"))),
-            ]),
+            alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("t"))
+                .with_configs(vec![
+                    alter_configs_request::AlterableConfig::default()
+                        .with_name(StrBytes::from_static_str("retention.bytes"))
+                        .with_value(Some(StrBytes::from_static_str("100000"))),
+                ]),
         ]);
         let resp = exchange(&st, &req, v).await.expect("response");
         assert_eq!(resp.responses[0].error_code, 0, "AlterConfigs v{v}");
     }
     for v in range(ApiKey::IncrementalAlterConfigs) {
         let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
-            incremental_alter_configs_request::AlterConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("t")).with_configs(vec![
-                incremental_alter_configs_request::AlterableConfig::default()
-                    .with_name(StrBytes::from_static_str("cleanup.policy"))
-                    .with_config_operation(2)
-                    .with_value(Some(StrBytes::from_static_str("compact"))),
-                incremental_alter_configs_request::AlterableConfig::default()
-                    .with_name(StrBytes::from_static_str("bogus.key"))
-                    .with_config_operation(0)
-                    .with_value(Some(StrBytes::from_static_str("1"))),
-            ]),
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("t"))
+                .with_configs(vec![
+                    incremental_alter_configs_request::AlterableConfig::default()
+                        .with_name(StrBytes::from_static_str("cleanup.policy"))
+                        .with_config_operation(2)
+                        .with_value(Some(StrBytes::from_static_str("compact"))),
+                    incremental_alter_configs_request::AlterableConfig::default()
+                        .with_name(StrBytes::from_static_str("bogus.key"))
+                        .with_config_operation(0)
+                        .with_value(Some(StrBytes::from_static_str("1"))),
+                ]),
         ]);
         let resp = exchange(&st, &req, v).await.expect("response");
-        assert_eq!(resp.responses[0].error_code, 40, "IncrementalAlterConfigs v{v} refuses unknown keys");
+        assert_eq!(
+            resp.responses[0].error_code, 40,
+            "IncrementalAlterConfigs v{v} refuses unknown keys"
+        );
     }
     for v in range(ApiKey::DeleteRecords) {
-        let req = DeleteRecordsRequest::default().with_topics(vec![delete_records_request::DeleteRecordsTopic::default().with_name(name("t")).with_partitions(vec![
-            delete_records_request::DeleteRecordsPartition::default().with_partition_index(1).with_offset(0),
-        ])]);
+        let req = DeleteRecordsRequest::default().with_topics(vec![
+            delete_records_request::DeleteRecordsTopic::default()
+                .with_name(name("t"))
+                .with_partitions(vec![
+                    delete_records_request::DeleteRecordsPartition::default()
+                        .with_partition_index(1)
+                        .with_offset(0),
+                ]),
+        ]);
         let resp = exchange(&st, &req, v).await.expect("response");
-        assert_eq!(resp.topics[0].partitions[0].error_code, 0, "DeleteRecords v{v}");
+        assert_eq!(
+            resp.topics[0].partitions[0].error_code, 0,
+            "DeleteRecords v{v}"
+        );
     }
     for v in range(ApiKey::OffsetCommit) {
         let req = OffsetCommitRequest::default()
             .with_group_id(GroupId(StrBytes::from_static_str("simple")))
             .with_generation_id_or_member_epoch(-1)
-            .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(name("t")).with_partitions(vec![
-                offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(1),
-                offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(7).with_committed_offset(1),
-            ])]);
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(name("t"))
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(1),
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(7)
+                            .with_committed_offset(1),
+                    ]),
+            ]);
         let resp = exchange(&st, &req, v).await.expect("response");
-        let codes: Vec<i16> = resp.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect();
-        assert!(codes.contains(&0) && codes.contains(&3), "OffsetCommit v{v}: {codes:?}");
+        let codes: Vec<i16> = resp
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect();
+        assert!(
+            codes.contains(&0) && codes.contains(&3),
+            "OffsetCommit v{v}: {codes:?}"
+        );
     }
     for v in range(ApiKey::OffsetFetch) {
         let req = if v >= 8 {
-            OffsetFetchRequest::default().with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default()
-                .with_group_id(GroupId(StrBytes::from_static_str("simple")))
-                .with_topics(None)])
+            OffsetFetchRequest::default().with_groups(vec![
+                offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("simple")))
+                    .with_topics(None),
+            ])
         } else {
-            OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str("simple"))).with_topics(if v >= 2 { None } else {
-                Some(vec![offset_fetch_request::OffsetFetchRequestTopic::default().with_name(name("t")).with_partition_indexes(vec![0])])
-            })
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("simple")))
+                .with_topics(if v >= 2 {
+                    None
+                } else {
+                    Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopic::default()
+                            .with_name(name("t"))
+                            .with_partition_indexes(vec![0]),
+                    ])
+                })
         };
         exchange(&st, &req, v).await.expect("response");
     }
@@ -253,38 +366,72 @@ async fn every_advertised_version_gets_a_decodable_response() {
             .with_session_timeout_ms(10000)
             .with_rebalance_timeout_ms(10000)
             .with_protocol_type(StrBytes::from_static_str("consumer"))
-            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
-                .with_name(StrBytes::from_static_str("range"))
-                .with_metadata(Bytes::from_static(b"m"))]);
+            .with_protocols(vec![
+                join_group_request::JoinGroupRequestProtocol::default()
+                    .with_name(StrBytes::from_static_str("range"))
+                    .with_metadata(Bytes::from_static(b"m")),
+            ]);
         exchange(&st, &req, v).await.expect("response");
     }
     for v in range(ApiKey::Heartbeat) {
-        exchange(&st, &HeartbeatRequest::default().with_group_id(GroupId(StrBytes::from_static_str("jg"))), v).await.expect("response");
+        exchange(
+            &st,
+            &HeartbeatRequest::default().with_group_id(GroupId(StrBytes::from_static_str("jg"))),
+            v,
+        )
+        .await
+        .expect("response");
     }
     for v in range(ApiKey::SyncGroup) {
-        exchange(&st, &SyncGroupRequest::default().with_group_id(GroupId(StrBytes::from_static_str("jg"))), v).await.expect("response");
+        exchange(
+            &st,
+            &SyncGroupRequest::default().with_group_id(GroupId(StrBytes::from_static_str("jg"))),
+            v,
+        )
+        .await
+        .expect("response");
     }
     for v in range(ApiKey::LeaveGroup) {
         let req = if v >= 3 {
-            LeaveGroupRequest::default().with_group_id(GroupId(StrBytes::from_static_str("jg"))).with_members(vec![leave_group_request::MemberIdentity::default()])
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("jg")))
+                .with_members(vec![leave_group_request::MemberIdentity::default()])
         } else {
             LeaveGroupRequest::default().with_group_id(GroupId(StrBytes::from_static_str("jg")))
         };
         exchange(&st, &req, v).await.expect("response");
     }
     for v in range(ApiKey::DescribeGroups) {
-        exchange(&st, &DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str("jg"))]), v).await.expect("response");
+        exchange(
+            &st,
+            &DescribeGroupsRequest::default()
+                .with_groups(vec![GroupId(StrBytes::from_static_str("jg"))]),
+            v,
+        )
+        .await
+        .expect("response");
     }
     for v in range(ApiKey::ListGroups) {
-        exchange(&st, &ListGroupsRequest::default(), v).await.expect("response");
+        exchange(&st, &ListGroupsRequest::default(), v)
+            .await
+            .expect("response");
     }
     for v in range(ApiKey::DeleteGroups) {
-        exchange(&st, &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(StrBytes::from_static_str("none"))]), v).await.expect("response");
+        exchange(
+            &st,
+            &DeleteGroupsRequest::default()
+                .with_groups_names(vec![GroupId(StrBytes::from_static_str("none"))]),
+            v,
+        )
+        .await
+        .expect("response");
     }
     for v in range(ApiKey::DeleteTopics) {
         let t = format!("created-{}", 2 + (v - 1).min(5));
         let req = if v >= 6 {
-            DeleteTopicsRequest::default().with_topics(vec![delete_topics_request::DeleteTopicState::default().with_name(Some(name(&t)))])
+            DeleteTopicsRequest::default().with_topics(vec![
+                delete_topics_request::DeleteTopicState::default().with_name(Some(name(&t))),
+            ])
         } else {
             DeleteTopicsRequest::default().with_topic_names(vec![name(&t)])
         };
@@ -292,7 +439,9 @@ async fn every_advertised_version_gets_a_decodable_response() {
         assert_eq!(resp.responses[0].error_code, 0, "DeleteTopics v{v} ({t})");
     }
     for v in range(ApiKey::ApiVersions) {
-        let resp = exchange(&st, &ApiVersionsRequest::default(), v).await.expect("response");
+        let resp = exchange(&st, &ApiVersionsRequest::default(), v)
+            .await
+            .expect("response");
         assert_eq!(resp.error_code, 0);
         assert_eq!(resp.api_keys.len(), SUPPORTED.len());
     }
