@@ -104,10 +104,10 @@ pub(crate) async fn handle(
     if key == ApiKey::ApiVersions {
         return api_versions::handle(state, &h, &frame);
     }
+    if key == ApiKey::Produce && (0..3).contains(&h.api_version) {
+        return produce::unsupported_old_version(&h, &frame);
+    }
     if h.api_version < range.0 || h.api_version > range.1 {
-        if key == ApiKey::Produce && h.api_version < 3 {
-            return produce::unsupported_old_version(&h, &frame);
-        }
         return Outcome::Close(format!(
             "{key:?} v{} is outside the advertised range {}..={}",
             h.api_version, range.0, range.1

@@ -205,6 +205,12 @@ fn validate_request(
         h.compression().map_err(|e| protocol_error(i, e))?;
         if config.cleanup_policy.compacts() {
             check_keys(i, &batch)?;
+        } else {
+            // As Kafka does on append: the records must decode (decompressing if needed),
+            // so a consumer is never handed a batch it cannot read.
+            batch.records().map_err(|e| {
+                LogError::Corrupt(format!("record batch {i}: cannot decode its records: {e}"))
+            })?;
         }
         out.push((pos..pos + len, h));
         pos += len;
