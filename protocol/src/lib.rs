@@ -19,6 +19,8 @@
 pub mod client;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod header;
 pub mod records;
 

@@ -299,8 +299,7 @@ impl Iterator for RawBatches {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{FrameDecoder, encode_frame};
-    use crate::header::RequestHeaderPeek;
+    use crate::frame::encode_frame;
     use bytes::{BufMut, BytesMut};
 
     /// Records covering null and present keys and values, empty ones and duplicate headers.
@@ -803,68 +802,7 @@ mod tests {
     // ---- The fuzz target bodies (keep in sync with fuzz/fuzz_targets/*.rs), run on stable
     // over deterministic pseudo-random and mutated inputs.
 
-    /// Body of `fuzz/fuzz_targets/record_batch.rs`.
-    fn fuzz_record_batch(data: &[u8]) {
-        let mut batches = RawBatches::new(Bytes::copy_from_slice(data));
-        for batch in batches.by_ref() {
-            let Ok(batch) = batch else { break };
-            let _ = batch.verify_crc();
-            let h = *batch.header();
-            assert_eq!(batch.bytes().len(), h.total_len());
-            let Ok(records) = batch.records() else {
-                continue;
-            };
-            assert_eq!(records.len(), h.records_count as usize);
-            // Whatever decodes must re-encode and decode to the same keys, values, headers.
-            let mut b = BatchBuilder::new();
-            let mut pushed = true;
-            for r in &records {
-                let _ = (r.offset(&h), r.timestamp(&h));
-                pushed &= b.push_record(r, 0).is_ok();
-            }
-            let Ok(again) = b.build() else { continue };
-            if !pushed {
-                continue;
-            }
-            let again = RawBatch::new(again).expect("own batch parses");
-            again.verify_crc().expect("own crc");
-            let round = again.records().expect("own records decode");
-            assert_eq!(round.len(), records.len());
-            for (x, y) in round.iter().zip(&records) {
-                assert_eq!(
-                    (&x.key, &x.value, &x.headers),
-                    (&y.key, &y.value, &y.headers)
-                );
-            }
-        }
-        assert!(batches.remaining().len() <= data.len());
-    }
-
-    /// Body of `fuzz/fuzz_targets/frame_decoder.rs`.
-    fn fuzz_frame_decoder(data: &[u8]) {
-        let Some((&first, rest)) = data.split_first() else {
-            return;
-        };
-        let decoder = FrameDecoder::new(1 << 20);
-        let step = usize::from(first % 64) + 1;
-        let mut buf = BytesMut::new();
-        'feed: for chunk in rest.chunks(step) {
-            buf.extend_from_slice(chunk);
-            loop {
-                match decoder.decode(&mut buf) {
-                    Ok(Some(frame)) => {
-                        if let Ok(peek) = RequestHeaderPeek::parse(&frame) {
-                            if let Some(at) = peek.body_offset {
-                                assert!(at <= frame.len());
-                            }
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(_) => break 'feed,
-                }
-            }
-        }
-    }
+    use crate::fuzzing::{frame_decoder as fuzz_frame_decoder, record_batch as fuzz_record_batch};
 
     /// SplitMix64: a tiny deterministic generator for the fuzz-style tests.
     struct Rng(u64);
