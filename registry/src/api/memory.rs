@@ -1,0 +1,766 @@
+//! [`MemoryStore`]: the in-memory [`SchemaStore`]. Ids are global, one per distinct schema
+//! (type + stored text + references), never reused; the same schema under two subjects keeps
+//! its id; deletes follow Confluent's two-step rule (soft first, then `permanent=true`); a
+//! referenced version cannot be deleted; IMPORT mode takes caller-chosen ids and skips
+//! compatibility checks; READONLY refuses writes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+
+use super::store::{
+    CompatibilityResult, Listing, Mode, Registered, RegistryError, SchemaById, SchemaRequest,
+    SchemaStore, StoreResult, SubjectVersion, SubjectVersionRef, VersionSpec,
+};
+use crate::compat::{self, CompatibilityLevel};
+use crate::schema::{ParsedSchema, Reference, ResolvedReference, SchemaType, fingerprint_of};
+
+#[derive(Debug, Clone)]
+struct SchemaEntry {
+    schema_type: SchemaType,
+    text: String,
+    references: Vec<Reference>,
+    parsed: Arc<ParsedSchema>,
+    fingerprint: String,
+    normalized_fingerprint: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct VersionEntry {
+    version: i32,
+    id: i32,
+    deleted: bool,
+}
+
+#[derive(Debug, Default)]
+struct Subject {
+    versions: Vec<VersionEntry>,
+    config: Option<CompatibilityLevel>,
+    mode: Option<Mode>,
+}
+
+impl Subject {
+    fn live(&self) -> impl Iterator<Item = &VersionEntry> {
+        self.versions.iter().filter(|v| !v.deleted)
+    }
+    fn has_live(&self) -> bool {
+        self.live().next().is_some()
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    schemas: BTreeMap<i32, SchemaEntry>,
+    by_fingerprint: HashMap<String, i32>,
+    subjects: BTreeMap<String, Subject>,
+    max_id: i32,
+    config: Option<CompatibilityLevel>,
+    mode: Option<Mode>,
+}
+
+/// The in-memory schema store.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: RwLock<State>,
+}
+
+impl MemoryStore {
+    /// An empty store (global compatibility BACKWARD, mode READWRITE).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> StoreResult<std::sync::RwLockReadGuard<'_, State>> {
+        self.state
+            .read()
+            .map_err(|_| RegistryError::Store("state lock poisoned".into()))
+    }
+
+    fn write(&self) -> StoreResult<std::sync::RwLockWriteGuard<'_, State>> {
+        self.state
+            .write()
+            .map_err(|_| RegistryError::Store("state lock poisoned".into()))
+    }
+}
+
+fn subject_name_ok(subject: &str) -> StoreResult<()> {
+    if subject.is_empty() || subject.chars().any(|c| c.is_control()) {
+        return Err(RegistryError::InvalidSubject(subject.to_string()));
+    }
+    Ok(())
+}
+
+impl State {
+    fn resolve(&self, r: &Reference) -> Option<ResolvedReference> {
+        let subj = self.subjects.get(&r.subject)?;
+        let ve = if r.version == -1 {
+            subj.live().last()?
+        } else {
+            subj.versions.iter().find(|v| v.version == r.version)?
+        };
+        let e = self.schemas.get(&ve.id)?;
+        Some(ResolvedReference {
+            schema: e.text.clone(),
+            references: e.references.clone(),
+        })
+    }
+
+    fn parse(&self, req: &SchemaRequest) -> StoreResult<ParsedSchema> {
+        let t = req.parsed_type()?;
+        let refs = req.references.clone().unwrap_or_default();
+        let resolver = |r: &Reference| self.resolve(r);
+        Ok(ParsedSchema::parse(t, req.text()?, &refs, &resolver)?)
+    }
+
+    fn level(&self, subject: &str) -> CompatibilityLevel {
+        self.subjects
+            .get(subject)
+            .and_then(|s| s.config)
+            .or(self.config)
+            .unwrap_or_default()
+    }
+
+    fn mode_of(&self, subject: &str) -> Mode {
+        self.subjects
+            .get(subject)
+            .and_then(|s| s.mode)
+            .or(self.mode)
+            .unwrap_or_default()
+    }
+
+    fn writable(&self, subject: &str) -> StoreResult<Mode> {
+        let m = self.mode_of(subject);
+        if matches!(m, Mode::Readonly | Mode::ReadonlyOverride) {
+            return Err(RegistryError::OperationNotPermitted(format!(
+                "Subject {subject} is in read-only mode"
+            )));
+        }
+        Ok(m)
+    }
+
+    fn subject(&self, subject: &str) -> StoreResult<&Subject> {
+        self.subjects
+            .get(subject)
+            .filter(|s| !s.versions.is_empty())
+            .ok_or_else(|| RegistryError::SubjectNotFound(subject.to_string()))
+    }
+
+    fn find_version(
+        &self,
+        subject: &str,
+        spec: VersionSpec,
+        deleted: bool,
+    ) -> StoreResult<VersionEntry> {
+        let s = self.subject(subject)?;
+        if !deleted && !s.has_live() {
+            return Err(RegistryError::SubjectNotFound(subject.to_string()));
+        }
+        let found = match spec {
+            VersionSpec::Latest => s.versions.iter().rev().find(|v| deleted || !v.deleted),
+            VersionSpec::Number(n) => s
+                .versions
+                .iter()
+                .find(|v| v.version == n && (deleted || !v.deleted)),
+        };
+        found.copied().ok_or_else(|| {
+            RegistryError::VersionNotFound(match spec {
+                VersionSpec::Latest => "latest".into(),
+                VersionSpec::Number(n) => n.to_string(),
+            })
+        })
+    }
+
+    fn subject_version(&self, subject: &str, v: VersionEntry) -> StoreResult<SubjectVersion> {
+        let e = self
+            .schemas
+            .get(&v.id)
+            .ok_or_else(|| RegistryError::Store(format!("schema {} missing", v.id)))?;
+        Ok(SubjectVersion {
+            subject: subject.to_string(),
+            version: v.version,
+            id: v.id,
+            schema_type: e.schema_type,
+            references: e.references.clone(),
+            schema: e.text.clone(),
+            deleted: v.deleted,
+        })
+    }
+
+    /// Ids of schemas (in live or soft-deleted versions) that reference `subject` `version`.
+    fn referrers(&self, subject: &str, version: i32) -> Vec<i32> {
+        let mut ids: Vec<i32> = self
+            .schemas
+            .iter()
+            .filter(|(_, e)| {
+                e.references
+                    .iter()
+                    .any(|r| r.subject == subject && r.version == version)
+            })
+            .map(|(id, _)| *id)
+            .filter(|id| {
+                self.subjects
+                    .values()
+                    .any(|s| s.versions.iter().any(|v| v.id == *id))
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    fn gc(&mut self) {
+        let used: std::collections::HashSet<i32> = self
+            .subjects
+            .values()
+            .flat_map(|s| s.versions.iter().map(|v| v.id))
+            .collect();
+        let dead: Vec<i32> = self
+            .schemas
+            .keys()
+            .filter(|id| !used.contains(id))
+            .copied()
+            .collect();
+        for id in dead {
+            if let Some(e) = self.schemas.remove(&id) {
+                self.by_fingerprint.remove(&e.fingerprint);
+            }
+        }
+        self.subjects
+            .retain(|_, s| !s.versions.is_empty() || s.config.is_some() || s.mode.is_some());
+    }
+
+    fn compat_messages(
+        &self,
+        subject: &str,
+        new: &ParsedSchema,
+        against: &[VersionEntry],
+        level: CompatibilityLevel,
+    ) -> Vec<String> {
+        let parsed: Vec<ParsedSchema> = against
+            .iter()
+            .filter_map(|v| self.schemas.get(&v.id).map(|e| (*e.parsed).clone()))
+            .collect();
+        let found = compat::check(new, &parsed, level);
+        let Some(first) = found.first() else {
+            return Vec::new();
+        };
+        let mut msgs: Vec<String> = found.iter().map(|i| i.message()).collect();
+        if let Some(v) = against.get(first.previous_index) {
+            msgs.push(format!("{{oldSchemaVersion: {}}}", v.version));
+            if let Some(e) = self.schemas.get(&v.id) {
+                msgs.push(format!("{{oldSchema: '{}'}}", e.text));
+            }
+        }
+        msgs.push(format!(
+            "{{validateFields: 'false', compatibility: '{level}'}}"
+        ));
+        let _ = subject;
+        msgs
+    }
+}
+
+#[async_trait]
+impl SchemaStore for MemoryStore {
+    async fn register(
+        &self,
+        subject: &str,
+        req: SchemaRequest,
+        normalize: bool,
+    ) -> StoreResult<Registered> {
+        subject_name_ok(subject)?;
+        let mut st = self.write()?;
+        let mode = st.writable(subject)?;
+        let parsed = st.parse(&req)?;
+        let text = parsed.stored_string(normalize).to_string();
+        let fp = fingerprint_of(parsed.schema_type(), &text, parsed.references());
+        let nfp = parsed.fingerprint(true);
+        // Idempotent: an identical live version is returned as is.
+        if let Some(s) = st.subjects.get(subject) {
+            for v in s.live() {
+                if let Some(e) = st.schemas.get(&v.id) {
+                    let same =
+                        e.fingerprint == fp || (normalize && e.normalized_fingerprint == nfp);
+                    if same && req.id.is_none_or(|id| id == v.id) {
+                        return Ok(Registered {
+                            id: v.id,
+                            version: v.version,
+                        });
+                    }
+                }
+            }
+        }
+        if mode != Mode::Import {
+            if req
+                .id
+                .is_some_and(|id| st.by_fingerprint.get(&fp) != Some(&id))
+            {
+                return Err(RegistryError::OperationNotPermitted(format!(
+                    "Subject {subject} is not in import mode"
+                )));
+            }
+            let level = st.level(subject);
+            let live: Vec<VersionEntry> = st
+                .subjects
+                .get(subject)
+                .map(|s| s.live().copied().collect())
+                .unwrap_or_default();
+            let msgs = st.compat_messages(subject, &parsed, &live, level);
+            if !msgs.is_empty() {
+                return Err(RegistryError::Incompatible {
+                    subject: subject.to_string(),
+                    details: msgs,
+                });
+            }
+        }
+        let id = match req.id {
+            Some(id) if mode == Mode::Import => {
+                if id < 1 {
+                    return Err(RegistryError::OperationNotPermitted(format!(
+                        "Invalid id {id}"
+                    )));
+                }
+                if let Some(e) = st.schemas.get(&id) {
+                    if e.fingerprint != fp {
+                        return Err(RegistryError::OperationNotPermitted(format!(
+                            "Overwrite new schema with id {id} is not permitted."
+                        )));
+                    }
+                }
+                id
+            }
+            _ => match st.by_fingerprint.get(&fp) {
+                Some(id) => *id,
+                None => st
+                    .max_id
+                    .checked_add(1)
+                    .ok_or_else(|| RegistryError::Store("id space exhausted".into()))?,
+            },
+        };
+        if let std::collections::btree_map::Entry::Vacant(slot) = st.schemas.entry(id) {
+            slot.insert(SchemaEntry {
+                schema_type: parsed.schema_type(),
+                text,
+                references: parsed.references().to_vec(),
+                fingerprint: fp.clone(),
+                normalized_fingerprint: nfp,
+                parsed: Arc::new(parsed),
+            });
+            st.by_fingerprint.insert(fp, id);
+        }
+        st.max_id = st.max_id.max(id);
+        let subj = st.subjects.entry(subject.to_string()).or_default();
+        let next = subj
+            .versions
+            .last()
+            .map_or(1, |v| v.version.saturating_add(1));
+        let version = match req.version {
+            Some(v) if mode == Mode::Import && v >= 1 => {
+                if subj.versions.iter().any(|x| x.version == v) {
+                    return Err(RegistryError::OperationNotPermitted(format!(
+                        "Version {v} already exists in subject {subject}"
+                    )));
+                }
+                v
+            }
+            _ => next,
+        };
+        subj.versions.push(VersionEntry {
+            version,
+            id,
+            deleted: false,
+        });
+        subj.versions.sort_by_key(|v| v.version);
+        Ok(Registered { id, version })
+    }
+
+    async fn lookup(
+        &self,
+        subject: &str,
+        req: SchemaRequest,
+        normalize: bool,
+        deleted: bool,
+    ) -> StoreResult<SubjectVersion> {
+        let st = self.read()?;
+        let s = st.subject(subject)?;
+        let parsed = st.parse(&req)?;
+        let fp = fingerprint_of(
+            parsed.schema_type(),
+            parsed.canonical_string(),
+            parsed.references(),
+        );
+        let nfp = parsed.fingerprint(true);
+        for v in s.versions.iter().rev().filter(|v| deleted || !v.deleted) {
+            if let Some(e) = st.schemas.get(&v.id) {
+                if e.fingerprint == fp || (normalize && e.normalized_fingerprint == nfp) {
+                    return st.subject_version(subject, *v);
+                }
+            }
+        }
+        Err(RegistryError::SchemaNotFound("Schema not found".into()))
+    }
+
+    async fn schema_by_id(&self, id: i32) -> StoreResult<SchemaById> {
+        let st = self.read()?;
+        let e = st
+            .schemas
+            .get(&id)
+            .ok_or_else(|| RegistryError::SchemaNotFound(format!("Schema {id} not found")))?;
+        Ok(SchemaById {
+            schema: e.text.clone(),
+            schema_type: e.schema_type,
+            references: e.references.clone(),
+        })
+    }
+
+    async fn subjects_by_id(&self, id: i32, deleted: bool) -> StoreResult<Vec<String>> {
+        Ok(self
+            .versions_by_id(id, deleted)
+            .await?
+            .into_iter()
+            .map(|v| v.subject)
+            .fold(Vec::new(), |mut acc, s| {
+                if !acc.contains(&s) {
+                    acc.push(s);
+                }
+                acc
+            }))
+    }
+
+    async fn versions_by_id(&self, id: i32, deleted: bool) -> StoreResult<Vec<SubjectVersionRef>> {
+        let st = self.read()?;
+        if !st.schemas.contains_key(&id) {
+            return Err(RegistryError::SchemaNotFound(format!(
+                "Schema {id} not found"
+            )));
+        }
+        Ok(st
+            .subjects
+            .iter()
+            .flat_map(|(name, s)| {
+                s.versions
+                    .iter()
+                    .filter(move |v| v.id == id && (deleted || !v.deleted))
+                    .map(move |v| SubjectVersionRef {
+                        subject: name.clone(),
+                        version: v.version,
+                    })
+            })
+            .collect())
+    }
+
+    async fn max_id(&self) -> StoreResult<i32> {
+        Ok(self.read()?.max_id)
+    }
+
+    async fn subjects(&self, prefix: Option<&str>, listing: Listing) -> StoreResult<Vec<String>> {
+        let st = self.read()?;
+        let prefix = prefix.filter(|p| *p != ":*:").unwrap_or("");
+        Ok(st
+            .subjects
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .filter(|(_, s)| {
+                let live = s.has_live();
+                let any_deleted = s.versions.iter().any(|v| v.deleted);
+                if listing.deleted_only {
+                    any_deleted
+                } else if listing.deleted {
+                    !s.versions.is_empty()
+                } else {
+                    live
+                }
+            })
+            .map(|(n, _)| n.clone())
+            .collect())
+    }
+
+    async fn versions(&self, subject: &str, listing: Listing) -> StoreResult<Vec<i32>> {
+        let st = self.read()?;
+        let s = st.subject(subject)?;
+        let out: Vec<i32> = s
+            .versions
+            .iter()
+            .filter(|v| {
+                if listing.deleted_only {
+                    v.deleted
+                } else {
+                    listing.deleted || !v.deleted
+                }
+            })
+            .map(|v| v.version)
+            .collect();
+        if out.is_empty() && !listing.deleted_only {
+            return Err(RegistryError::SubjectNotFound(subject.to_string()));
+        }
+        Ok(out)
+    }
+
+    async fn version(
+        &self,
+        subject: &str,
+        version: VersionSpec,
+        deleted: bool,
+    ) -> StoreResult<SubjectVersion> {
+        let st = self.read()?;
+        let v = st.find_version(subject, version, deleted)?;
+        st.subject_version(subject, v)
+    }
+
+    async fn schemas(
+        &self,
+        prefix: Option<&str>,
+        deleted: bool,
+        latest_only: bool,
+    ) -> StoreResult<Vec<SubjectVersion>> {
+        let st = self.read()?;
+        let prefix = prefix.filter(|p| *p != ":*:").unwrap_or("");
+        let mut out = Vec::new();
+        for (name, s) in st.subjects.iter().filter(|(n, _)| n.starts_with(prefix)) {
+            let vs: Vec<&VersionEntry> = s
+                .versions
+                .iter()
+                .filter(|v| deleted || !v.deleted)
+                .collect();
+            let chosen: Vec<&VersionEntry> = if latest_only {
+                vs.last().copied().into_iter().collect()
+            } else {
+                vs
+            };
+            for v in chosen {
+                out.push(st.subject_version(name, *v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_subject(&self, subject: &str, permanent: bool) -> StoreResult<Vec<i32>> {
+        let mut st = self.write()?;
+        st.writable(subject)?;
+        let s = st.subject(subject)?;
+        let all: Vec<i32> = s.versions.iter().map(|v| v.version).collect();
+        if permanent {
+            if s.has_live() {
+                return Err(RegistryError::SubjectNotSoftDeleted(subject.to_string()));
+            }
+            for v in &all {
+                let refs = st.referrers(subject, *v);
+                if !refs.is_empty() {
+                    return Err(RegistryError::ReferenceExists(subject.to_string(), *v));
+                }
+            }
+            if let Some(s) = st.subjects.get_mut(subject) {
+                s.versions.clear();
+            }
+            st.gc();
+            Ok(all)
+        } else {
+            if !s.has_live() {
+                return Err(RegistryError::SubjectSoftDeleted(subject.to_string()));
+            }
+            let live: Vec<i32> = s.live().map(|v| v.version).collect();
+            for v in &live {
+                let refs = st.referrers(subject, *v);
+                if !refs.is_empty() {
+                    return Err(RegistryError::ReferenceExists(subject.to_string(), *v));
+                }
+            }
+            if let Some(s) = st.subjects.get_mut(subject) {
+                for v in s.versions.iter_mut() {
+                    v.deleted = true;
+                }
+            }
+            Ok(live)
+        }
+    }
+
+    async fn delete_version(
+        &self,
+        subject: &str,
+        version: VersionSpec,
+        permanent: bool,
+    ) -> StoreResult<i32> {
+        let mut st = self.write()?;
+        st.writable(subject)?;
+        let include_deleted = permanent || matches!(version, VersionSpec::Number(_));
+        let v = st.find_version(subject, version, include_deleted)?;
+        if permanent && !v.deleted {
+            return Err(RegistryError::VersionNotSoftDeleted(
+                subject.to_string(),
+                v.version,
+            ));
+        }
+        if !permanent && v.deleted {
+            return Err(RegistryError::VersionSoftDeleted(
+                subject.to_string(),
+                v.version,
+            ));
+        }
+        if !st.referrers(subject, v.version).is_empty() {
+            return Err(RegistryError::ReferenceExists(
+                subject.to_string(),
+                v.version,
+            ));
+        }
+        if let Some(s) = st.subjects.get_mut(subject) {
+            if permanent {
+                s.versions.retain(|x| x.version != v.version);
+            } else if let Some(x) = s.versions.iter_mut().find(|x| x.version == v.version) {
+                x.deleted = true;
+            }
+        }
+        if permanent {
+            st.gc();
+        }
+        Ok(v.version)
+    }
+
+    async fn referenced_by(&self, subject: &str, version: VersionSpec) -> StoreResult<Vec<i32>> {
+        let st = self.read()?;
+        let v = st.find_version(subject, version, false)?;
+        Ok(st.referrers(subject, v.version))
+    }
+
+    async fn config(
+        &self,
+        subject: Option<&str>,
+        default_to_global: bool,
+    ) -> StoreResult<CompatibilityLevel> {
+        let st = self.read()?;
+        match subject {
+            None => Ok(st.config.unwrap_or_default()),
+            Some(s) => match st.subjects.get(s).and_then(|x| x.config) {
+                Some(l) => Ok(l),
+                None if default_to_global => Ok(st.config.unwrap_or_default()),
+                None => Err(RegistryError::SubjectCompatibilityNotConfigured(
+                    s.to_string(),
+                )),
+            },
+        }
+    }
+
+    async fn set_config(
+        &self,
+        subject: Option<&str>,
+        level: CompatibilityLevel,
+    ) -> StoreResult<()> {
+        let mut st = self.write()?;
+        match subject {
+            None => st.config = Some(level),
+            Some(s) => {
+                subject_name_ok(s)?;
+                st.subjects.entry(s.to_string()).or_default().config = Some(level);
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_config(&self, subject: Option<&str>) -> StoreResult<CompatibilityLevel> {
+        let mut st = self.write()?;
+        match subject {
+            None => Ok(st.config.take().unwrap_or_default()),
+            Some(s) => {
+                let prev = st
+                    .subjects
+                    .get_mut(s)
+                    .and_then(|x| x.config.take())
+                    .ok_or_else(|| RegistryError::SubjectNotFound(s.to_string()))?;
+                st.gc();
+                Ok(prev)
+            }
+        }
+    }
+
+    async fn mode(&self, subject: Option<&str>, default_to_global: bool) -> StoreResult<Mode> {
+        let st = self.read()?;
+        match subject {
+            None => Ok(st.mode.unwrap_or_default()),
+            Some(s) => match st.subjects.get(s).and_then(|x| x.mode) {
+                Some(m) => Ok(m),
+                None if default_to_global => Ok(st.mode.unwrap_or_default()),
+                None => Err(RegistryError::SubjectModeNotConfigured(s.to_string())),
+            },
+        }
+    }
+
+    async fn set_mode(&self, subject: Option<&str>, mode: Mode, force: bool) -> StoreResult<()> {
+        let mut st = self.write()?;
+        if mode == Mode::Import && !force {
+            let non_empty = match subject {
+                None => st.subjects.values().any(|s| !s.versions.is_empty()),
+                Some(s) => st.subjects.get(s).is_some_and(|x| !x.versions.is_empty()),
+            };
+            if non_empty {
+                return Err(RegistryError::OperationNotPermitted(
+                    "Cannot import since found existing subjects".into(),
+                ));
+            }
+        }
+        match subject {
+            None => st.mode = Some(mode),
+            Some(s) => {
+                subject_name_ok(s)?;
+                st.subjects.entry(s.to_string()).or_default().mode = Some(mode);
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_mode(&self, subject: Option<&str>) -> StoreResult<Mode> {
+        let mut st = self.write()?;
+        match subject {
+            None => Ok(st.mode.take().unwrap_or_default()),
+            Some(s) => {
+                let prev = st
+                    .subjects
+                    .get_mut(s)
+                    .and_then(|x| x.mode.take())
+                    .ok_or_else(|| RegistryError::SubjectNotFound(s.to_string()))?;
+                st.gc();
+                Ok(prev)
+            }
+        }
+    }
+
+    async fn check_compatibility(
+        &self,
+        subject: &str,
+        version: Option<VersionSpec>,
+        req: SchemaRequest,
+        normalize: bool,
+    ) -> StoreResult<CompatibilityResult> {
+        let st = self.read()?;
+        let parsed = st.parse(&req)?;
+        let _ = normalize;
+        let level = st.level(subject);
+        let (against, level) = match version {
+            Some(spec) => {
+                let v = st.find_version(subject, spec, false)?;
+                // A single named version: check it directly at the non-transitive level.
+                let level = match level {
+                    CompatibilityLevel::BackwardTransitive => CompatibilityLevel::Backward,
+                    CompatibilityLevel::ForwardTransitive => CompatibilityLevel::Forward,
+                    CompatibilityLevel::FullTransitive => CompatibilityLevel::Full,
+                    l => l,
+                };
+                (vec![v], level)
+            }
+            None => (
+                st.subjects
+                    .get(subject)
+                    .map(|s| s.live().copied().collect())
+                    .unwrap_or_default(),
+                level,
+            ),
+        };
+        let messages = st.compat_messages(subject, &parsed, &against, level);
+        Ok(CompatibilityResult {
+            is_compatible: messages.is_empty(),
+            messages,
+        })
+    }
+
+    async fn contexts(&self) -> StoreResult<Vec<String>> {
+        Ok(vec![".".to_string()])
+    }
+}
