@@ -27,9 +27,10 @@ suite() {
 }
 
 suite fmt cargo fmt --all -- --check
-# One profile (dev) for everything; the e2e tests spawn target/debug/gatehouse.
+# One profile (dev) for everything; `cargo test` also builds target/debug/gatehouse, which
+# the end-to-end tests and pytest spawn (a separate `cargo build` would rebuild shared
+# dependencies with different features).
 suite test cargo test --workspace --no-fail-fast
-suite build cargo build --bin gatehouse
 if [ -x .venv/bin/python ]; then
     suite pytest env GATEHOUSE_BIN="$PWD/target/debug/gatehouse" .venv/bin/python -m pytest tests/python -q
 else
