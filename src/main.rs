@@ -219,6 +219,20 @@ async fn shutdown_signal() {
     }
 }
 
+/// The registry serves plain HTTP until the gateway's TLS lands, so it binds loopback only: a
+/// non-loopback address (the default 0.0.0.0:8081) is narrowed to 127.0.0.1 on the same port.
+fn registry_listen(wanted: SocketAddr) -> SocketAddr {
+    if wanted.ip().is_loopback() {
+        return wanted;
+    }
+    let narrowed = SocketAddr::from(([127, 0, 0, 1], wanted.port()));
+    tracing::warn!(
+        requested = %wanted, listen = %narrowed,
+        "The registry has no TLS yet, so it listens on loopback only (plain HTTP is never served off loopback)."
+    );
+    narrowed
+}
+
 async fn run_broker(c: Config, serve: bool) -> Result<()> {
     if !c.broker_listen.ip().is_loopback() {
         anyhow::bail!(
@@ -236,12 +250,33 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
         .await
         .context("the broker could not start")?;
     let addr = broker.local_addr();
-    let admin = admin::start(c.admin_listen, admin::Health::new(vec!["broker"]))
+    let parts = if serve {
+        vec!["broker", "registry"]
+    } else {
+        vec!["broker"]
+    };
+    let admin = admin::start(c.admin_listen, admin::Health::new(parts))
         .await
         .context("the admin listener could not start")?;
     admin.health.set_ready("broker");
+    let registry = if serve {
+        let listen = registry_listen(c.registry_listen);
+        let r = gatehouse_registry::start(gatehouse_registry::RegistryServerConfig {
+            listen,
+            bootstrap: addr.to_string(),
+        })
+        .await
+        .context("the schema registry could not start")?;
+        admin.health.set_ready("registry");
+        Some(r)
+    } else {
+        None
+    };
     println!("Gatehouse is up.");
     println!("  broker (Kafka protocol): {addr}");
+    if let Some(r) = &registry {
+        println!("  schema registry (REST):  http://{}", r.local_addr());
+    }
     println!(
         "  health:                  http://{}/health",
         admin.local_addr
@@ -255,9 +290,17 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
     println!(
         "  (create topics first, e.g. with confluent_kafka.admin.AdminClient; auto-create is off unless --auto-create-topics)"
     );
+    if let Some(r) = &registry {
+        println!("  curl http://{}/subjects", r.local_addr());
+    }
     shutdown_signal().await;
     tracing::info!("Shutting down.");
     admin.health.set_stopping();
+    if let Some(r) = registry {
+        if let Err(e) = r.shutdown().await {
+            tracing::warn!(error = %e, "The registry did not stop cleanly.");
+        }
+    }
     broker.shutdown().await;
     Ok(())
 }
