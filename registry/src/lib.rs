@@ -10,14 +10,22 @@
 //! * [`api`]: the Confluent REST API as an axum [`axum::Router`] over the async
 //!   [`api::SchemaStore`] trait, with the in-memory [`api::MemoryStore`].
 //!
-//! Not built yet: storage in the `_schemas` topic (the lead backs [`api::SchemaStore`] with
-//! it), the record validation API for the gateway, authentication/authorisation.
+//! * [`kafka`]: [`kafka::KafkaStore`], the store whose durable state is the compacted
+//!   `_schemas` topic in Confluent's record layout ([`kafka::record`]), replayed into a
+//!   [`api::MemoryStore`] at start.
+//! * [`server`]: [`start`] serves the API over HTTP on loopback against a broker.
+//!
+//! Not built yet: the local sled index, leader election between registry nodes, HTTPS and
+//! authentication/authorisation, the record validation API for the gateway.
 //!
 //! Depends on `protocol`, `policy` and `compliance`, never on `broker` or `gateway`.
 
 pub mod api;
 pub mod compat;
 pub mod error;
+pub mod kafka;
 pub mod schema;
+pub mod server;
 
 pub use error::SchemaError;
+pub use server::{RegistryServerConfig, RunningRegistry, ServerError, start};

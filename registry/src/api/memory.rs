@@ -260,32 +260,345 @@ impl State {
     }
 }
 
-#[async_trait]
-impl SchemaStore for MemoryStore {
-    async fn register(
+/// One change to the registry state: the unit both of the in-memory state machine and of the
+/// `_schemas` log (see [`crate::kafka::record`] for the record layout of each variant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A subject-version, live or soft-deleted (`SCHEMA` key).
+    Schema(SchemaRecord),
+    /// Hard delete of a subject-version (tombstone of its `SCHEMA` key).
+    SchemaRemoved {
+        /// Subject.
+        subject: String,
+        /// Version.
+        version: i32,
+    },
+    /// Soft delete of every version of `subject` up to `version` (`DELETE_SUBJECT`).
+    DeleteSubject {
+        /// Subject.
+        subject: String,
+        /// Highest version covered.
+        version: i32,
+    },
+    /// `CLEAR_SUBJECT`: read for compatibility with Confluent's log; no state change (the
+    /// `SCHEMA` tombstones carry the hard delete).
+    ClearSubject {
+        /// Subject.
+        subject: String,
+    },
+    /// Global (`subject: None`) or subject compatibility; `level: None` removes it.
+    Config {
+        /// Subject, or `None` for the global setting.
+        subject: Option<String>,
+        /// New level, or `None` (tombstone).
+        level: Option<CompatibilityLevel>,
+    },
+    /// Global or subject mode; `mode: None` removes it.
+    Mode {
+        /// Subject, or `None` for the global setting.
+        subject: Option<String>,
+        /// New mode, or `None` (tombstone).
+        mode: Option<Mode>,
+    },
+    /// The highest schema id ever allocated (never tombstoned, so ids survive hard deletes).
+    IdHighWater {
+        /// Highest id.
+        id: i32,
+    },
+}
+
+/// A subject-version as stored in the log (`SchemaValue`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaRecord {
+    /// Subject.
+    pub subject: String,
+    /// Version.
+    pub version: i32,
+    /// Global id.
+    pub id: i32,
+    /// Format.
+    pub schema_type: SchemaType,
+    /// Stored schema text.
+    pub schema: String,
+    /// References.
+    pub references: Vec<Reference>,
+    /// Soft-deleted.
+    pub deleted: bool,
+}
+
+/// A write request, validated by [`MemoryStore::plan`] into [`Change`]s.
+#[derive(Debug, Clone)]
+pub(crate) enum WriteOp {
+    Register {
+        subject: String,
+        req: SchemaRequest,
+        normalize: bool,
+    },
+    DeleteSubject {
+        subject: String,
+        permanent: bool,
+    },
+    DeleteVersion {
+        subject: String,
+        version: VersionSpec,
+        permanent: bool,
+    },
+    SetConfig {
+        subject: Option<String>,
+        level: CompatibilityLevel,
+    },
+    DeleteConfig {
+        subject: Option<String>,
+    },
+    SetMode {
+        subject: Option<String>,
+        mode: Mode,
+        force: bool,
+    },
+    DeleteMode {
+        subject: Option<String>,
+    },
+}
+
+/// The answer a write gives once its changes are applied.
+#[derive(Debug, Clone)]
+pub(crate) enum WriteOut {
+    Registered(Registered),
+    Versions(Vec<i32>),
+    Version(i32),
+    Level(CompatibilityLevel),
+    Mode(Mode),
+    Done,
+}
+
+impl WriteOut {
+    pub(crate) fn registered(self) -> StoreResult<Registered> {
+        match self {
+            WriteOut::Registered(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
+    }
+    pub(crate) fn versions(self) -> StoreResult<Vec<i32>> {
+        match self {
+            WriteOut::Versions(v) => Ok(v),
+            other => Err(unexpected(&other)),
+        }
+    }
+    pub(crate) fn version(self) -> StoreResult<i32> {
+        match self {
+            WriteOut::Version(v) => Ok(v),
+            other => Err(unexpected(&other)),
+        }
+    }
+    pub(crate) fn level(self) -> StoreResult<CompatibilityLevel> {
+        match self {
+            WriteOut::Level(l) => Ok(l),
+            other => Err(unexpected(&other)),
+        }
+    }
+    pub(crate) fn mode(self) -> StoreResult<Mode> {
+        match self {
+            WriteOut::Mode(m) => Ok(m),
+            other => Err(unexpected(&other)),
+        }
+    }
+    pub(crate) fn done(self) -> StoreResult<()> {
+        match self {
+            WriteOut::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+fn unexpected(out: &WriteOut) -> RegistryError {
+    RegistryError::Store(format!("internal: unexpected write result {out:?}"))
+}
+
+/// A validated write: its answer, the changes that make it durable, and the parsed schema of
+/// a registration (so applying it does not parse again).
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) out: WriteOut,
+    pub(crate) changes: Vec<Change>,
+    pub(crate) parsed: Option<ParsedSchema>,
+}
+
+impl Plan {
+    fn new(out: WriteOut, changes: Vec<Change>) -> Self {
+        Plan {
+            out,
+            changes,
+            parsed: None,
+        }
+    }
+}
+
+impl MemoryStore {
+    /// Validates `op` against the current state and returns the changes it needs (nothing is
+    /// applied).
+    pub(crate) fn plan(&self, op: WriteOp) -> StoreResult<Plan> {
+        self.read()?.plan(op)
+    }
+
+    /// Applies changes (from a plan, or replayed from the log) in order.
+    pub(crate) fn apply(
+        &self,
+        changes: &[Change],
+        parsed: Option<ParsedSchema>,
+    ) -> StoreResult<()> {
+        let mut st = self.write()?;
+        st.apply_all(changes, parsed);
+        Ok(())
+    }
+
+    /// Plans and applies `op` under one lock.
+    fn execute(&self, op: WriteOp) -> StoreResult<WriteOut> {
+        let mut st = self.write()?;
+        let plan = st.plan(op)?;
+        st.apply_all(&plan.changes, plan.parsed);
+        Ok(plan.out)
+    }
+}
+
+impl State {
+    fn record_of(
+        &self,
+        subject: &str,
+        v: VersionEntry,
+        deleted: bool,
+    ) -> StoreResult<SchemaRecord> {
+        let e = self
+            .schemas
+            .get(&v.id)
+            .ok_or_else(|| RegistryError::Store(format!("schema {} missing", v.id)))?;
+        Ok(SchemaRecord {
+            subject: subject.to_string(),
+            version: v.version,
+            id: v.id,
+            schema_type: e.schema_type,
+            schema: e.text.clone(),
+            references: e.references.clone(),
+            deleted,
+        })
+    }
+
+    fn plan(&self, op: WriteOp) -> StoreResult<Plan> {
+        match op {
+            WriteOp::Register {
+                subject,
+                req,
+                normalize,
+            } => self.plan_register(&subject, req, normalize),
+            WriteOp::DeleteSubject { subject, permanent } => {
+                self.plan_delete_subject(&subject, permanent)
+            }
+            WriteOp::DeleteVersion {
+                subject,
+                version,
+                permanent,
+            } => self.plan_delete_version(&subject, version, permanent),
+            WriteOp::SetConfig { subject, level } => {
+                if let Some(s) = &subject {
+                    subject_name_ok(s)?;
+                }
+                Ok(Plan::new(
+                    WriteOut::Done,
+                    vec![Change::Config {
+                        subject,
+                        level: Some(level),
+                    }],
+                ))
+            }
+            WriteOp::DeleteConfig { subject } => {
+                let prev = match &subject {
+                    None => self.config.unwrap_or_default(),
+                    Some(s) => self
+                        .subjects
+                        .get(s)
+                        .and_then(|x| x.config)
+                        .ok_or_else(|| RegistryError::SubjectNotFound(s.to_string()))?,
+                };
+                Ok(Plan::new(
+                    WriteOut::Level(prev),
+                    vec![Change::Config {
+                        subject,
+                        level: None,
+                    }],
+                ))
+            }
+            WriteOp::SetMode {
+                subject,
+                mode,
+                force,
+            } => {
+                if mode == Mode::Import && !force {
+                    let non_empty = match &subject {
+                        None => self.subjects.values().any(|s| !s.versions.is_empty()),
+                        Some(s) => self.subjects.get(s).is_some_and(|x| !x.versions.is_empty()),
+                    };
+                    if non_empty {
+                        return Err(RegistryError::OperationNotPermitted(
+                            "Cannot import since found existing subjects".into(),
+                        ));
+                    }
+                }
+                if let Some(s) = &subject {
+                    subject_name_ok(s)?;
+                }
+                Ok(Plan::new(
+                    WriteOut::Done,
+                    vec![Change::Mode {
+                        subject,
+                        mode: Some(mode),
+                    }],
+                ))
+            }
+            WriteOp::DeleteMode { subject } => {
+                let prev = match &subject {
+                    None => self.mode.unwrap_or_default(),
+                    Some(s) => self
+                        .subjects
+                        .get(s)
+                        .and_then(|x| x.mode)
+                        .ok_or_else(|| RegistryError::SubjectNotFound(s.to_string()))?,
+                };
+                Ok(Plan::new(
+                    WriteOut::Mode(prev),
+                    vec![Change::Mode {
+                        subject,
+                        mode: None,
+                    }],
+                ))
+            }
+        }
+    }
+
+    fn plan_register(
         &self,
         subject: &str,
         req: SchemaRequest,
         normalize: bool,
-    ) -> StoreResult<Registered> {
+    ) -> StoreResult<Plan> {
         subject_name_ok(subject)?;
-        let mut st = self.write()?;
-        let mode = st.writable(subject)?;
-        let parsed = st.parse(&req)?;
+        let mode = self.writable(subject)?;
+        let parsed = self.parse(&req)?;
         let text = parsed.stored_string(normalize).to_string();
         let fp = fingerprint_of(parsed.schema_type(), &text, parsed.references());
         let nfp = parsed.fingerprint(true);
         // Idempotent: an identical live version is returned as is.
-        if let Some(s) = st.subjects.get(subject) {
+        if let Some(s) = self.subjects.get(subject) {
             for v in s.live() {
-                if let Some(e) = st.schemas.get(&v.id) {
+                if let Some(e) = self.schemas.get(&v.id) {
                     let same =
                         e.fingerprint == fp || (normalize && e.normalized_fingerprint == nfp);
                     if same && req.id.is_none_or(|id| id == v.id) {
-                        return Ok(Registered {
-                            id: v.id,
-                            version: v.version,
-                        });
+                        return Ok(Plan::new(
+                            WriteOut::Registered(Registered {
+                                id: v.id,
+                                version: v.version,
+                            }),
+                            Vec::new(),
+                        ));
                     }
                 }
             }
@@ -293,19 +606,19 @@ impl SchemaStore for MemoryStore {
         if mode != Mode::Import {
             if req
                 .id
-                .is_some_and(|id| st.by_fingerprint.get(&fp) != Some(&id))
+                .is_some_and(|id| self.by_fingerprint.get(&fp) != Some(&id))
             {
                 return Err(RegistryError::OperationNotPermitted(format!(
                     "Subject {subject} is not in import mode"
                 )));
             }
-            let level = st.level(subject);
-            let live: Vec<VersionEntry> = st
+            let level = self.level(subject);
+            let live: Vec<VersionEntry> = self
                 .subjects
                 .get(subject)
                 .map(|s| s.live().copied().collect())
                 .unwrap_or_default();
-            let msgs = st.compat_messages(subject, &parsed, &live, level);
+            let msgs = self.compat_messages(subject, &parsed, &live, level);
             if !msgs.is_empty() {
                 return Err(RegistryError::Incompatible {
                     subject: subject.to_string(),
@@ -320,7 +633,7 @@ impl SchemaStore for MemoryStore {
                         "Invalid id {id}"
                     )));
                 }
-                if let Some(e) = st.schemas.get(&id) {
+                if let Some(e) = self.schemas.get(&id) {
                     if e.fingerprint != fp {
                         return Err(RegistryError::OperationNotPermitted(format!(
                             "Overwrite new schema with id {id} is not permitted."
@@ -329,34 +642,21 @@ impl SchemaStore for MemoryStore {
                 }
                 id
             }
-            _ => match st.by_fingerprint.get(&fp) {
+            _ => match self.by_fingerprint.get(&fp) {
                 Some(id) => *id,
-                None => st
+                None => self
                     .max_id
                     .checked_add(1)
                     .ok_or_else(|| RegistryError::Store("id space exhausted".into()))?,
             },
         };
-        if let std::collections::btree_map::Entry::Vacant(slot) = st.schemas.entry(id) {
-            slot.insert(SchemaEntry {
-                schema_type: parsed.schema_type(),
-                text,
-                references: parsed.references().to_vec(),
-                fingerprint: fp.clone(),
-                normalized_fingerprint: nfp,
-                parsed: Arc::new(parsed),
-            });
-            st.by_fingerprint.insert(fp, id);
-        }
-        st.max_id = st.max_id.max(id);
-        let subj = st.subjects.entry(subject.to_string()).or_default();
-        let next = subj
-            .versions
-            .last()
+        let existing = self.subjects.get(subject).map(|s| s.versions.as_slice());
+        let next = existing
+            .and_then(|v| v.last())
             .map_or(1, |v| v.version.saturating_add(1));
         let version = match req.version {
             Some(v) if mode == Mode::Import && v >= 1 => {
-                if subj.versions.iter().any(|x| x.version == v) {
+                if existing.is_some_and(|vs| vs.iter().any(|x| x.version == v)) {
                     return Err(RegistryError::OperationNotPermitted(format!(
                         "Version {v} already exists in subject {subject}"
                     )));
@@ -365,13 +665,231 @@ impl SchemaStore for MemoryStore {
             }
             _ => next,
         };
-        subj.versions.push(VersionEntry {
+        let mut changes = Vec::with_capacity(2);
+        if id > self.max_id {
+            changes.push(Change::IdHighWater { id });
+        }
+        changes.push(Change::Schema(SchemaRecord {
+            subject: subject.to_string(),
             version,
             id,
+            schema_type: parsed.schema_type(),
+            schema: text,
+            references: parsed.references().to_vec(),
             deleted: false,
-        });
-        subj.versions.sort_by_key(|v| v.version);
-        Ok(Registered { id, version })
+        }));
+        Ok(Plan {
+            out: WriteOut::Registered(Registered { id, version }),
+            changes,
+            parsed: Some(parsed),
+        })
+    }
+
+    fn plan_delete_subject(&self, subject: &str, permanent: bool) -> StoreResult<Plan> {
+        self.writable(subject)?;
+        let s = self.subject(subject)?;
+        let all: Vec<i32> = s.versions.iter().map(|v| v.version).collect();
+        if permanent {
+            if s.has_live() {
+                return Err(RegistryError::SubjectNotSoftDeleted(subject.to_string()));
+            }
+            for v in &all {
+                if !self.referrers(subject, *v).is_empty() {
+                    return Err(RegistryError::ReferenceExists(subject.to_string(), *v));
+                }
+            }
+            let changes = all
+                .iter()
+                .map(|v| Change::SchemaRemoved {
+                    subject: subject.to_string(),
+                    version: *v,
+                })
+                .collect();
+            Ok(Plan::new(WriteOut::Versions(all), changes))
+        } else {
+            if !s.has_live() {
+                return Err(RegistryError::SubjectSoftDeleted(subject.to_string()));
+            }
+            let live: Vec<VersionEntry> = s.live().copied().collect();
+            for v in &live {
+                if !self.referrers(subject, v.version).is_empty() {
+                    return Err(RegistryError::ReferenceExists(
+                        subject.to_string(),
+                        v.version,
+                    ));
+                }
+            }
+            let mut changes = vec![Change::DeleteSubject {
+                subject: subject.to_string(),
+                version: all.last().copied().unwrap_or(0),
+            }];
+            for v in &live {
+                changes.push(Change::Schema(self.record_of(subject, *v, true)?));
+            }
+            Ok(Plan::new(
+                WriteOut::Versions(live.iter().map(|v| v.version).collect()),
+                changes,
+            ))
+        }
+    }
+
+    fn plan_delete_version(
+        &self,
+        subject: &str,
+        version: VersionSpec,
+        permanent: bool,
+    ) -> StoreResult<Plan> {
+        self.writable(subject)?;
+        let include_deleted = permanent || matches!(version, VersionSpec::Number(_));
+        let v = self.find_version(subject, version, include_deleted)?;
+        if permanent && !v.deleted {
+            return Err(RegistryError::VersionNotSoftDeleted(
+                subject.to_string(),
+                v.version,
+            ));
+        }
+        if !permanent && v.deleted {
+            return Err(RegistryError::VersionSoftDeleted(
+                subject.to_string(),
+                v.version,
+            ));
+        }
+        if !self.referrers(subject, v.version).is_empty() {
+            return Err(RegistryError::ReferenceExists(
+                subject.to_string(),
+                v.version,
+            ));
+        }
+        let change = if permanent {
+            Change::SchemaRemoved {
+                subject: subject.to_string(),
+                version: v.version,
+            }
+        } else {
+            Change::Schema(self.record_of(subject, v, true)?)
+        };
+        Ok(Plan::new(WriteOut::Version(v.version), vec![change]))
+    }
+
+    fn apply_all(&mut self, changes: &[Change], mut parsed: Option<ParsedSchema>) {
+        for c in changes {
+            self.apply(c, &mut parsed);
+        }
+    }
+
+    /// Applies one change. Records that cannot be applied (a schema that no longer parses) are
+    /// logged and skipped: replay must not stop on one bad record.
+    fn apply(&mut self, change: &Change, parsed: &mut Option<ParsedSchema>) {
+        match change {
+            Change::Schema(r) => self.apply_schema(r, parsed),
+            Change::SchemaRemoved { subject, version } => {
+                if let Some(s) = self.subjects.get_mut(subject) {
+                    s.versions.retain(|x| x.version != *version);
+                }
+                self.gc();
+            }
+            Change::DeleteSubject { subject, version } => {
+                if let Some(s) = self.subjects.get_mut(subject) {
+                    for v in s.versions.iter_mut().filter(|v| v.version <= *version) {
+                        v.deleted = true;
+                    }
+                }
+            }
+            Change::ClearSubject { .. } => {}
+            Change::Config { subject, level } => match subject {
+                None => self.config = *level,
+                Some(s) => {
+                    self.subjects.entry(s.clone()).or_default().config = *level;
+                    if level.is_none() {
+                        self.gc();
+                    }
+                }
+            },
+            Change::Mode { subject, mode } => match subject {
+                None => self.mode = *mode,
+                Some(s) => {
+                    self.subjects.entry(s.clone()).or_default().mode = *mode;
+                    if mode.is_none() {
+                        self.gc();
+                    }
+                }
+            },
+            Change::IdHighWater { id } => self.max_id = self.max_id.max(*id),
+        }
+    }
+
+    fn apply_schema(&mut self, r: &SchemaRecord, parsed: &mut Option<ParsedSchema>) {
+        if !self.schemas.contains_key(&r.id) {
+            let p = match parsed.take() {
+                Some(p) => p,
+                None => {
+                    let resolver = |x: &Reference| self.resolve(x);
+                    match ParsedSchema::parse(r.schema_type, &r.schema, &r.references, &resolver) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::warn!(
+                                subject = %r.subject, version = r.version, id = r.id,
+                                "skipping a stored schema that does not parse: {e}"
+                            );
+                            self.max_id = self.max_id.max(r.id);
+                            return;
+                        }
+                    }
+                }
+            };
+            let fp = fingerprint_of(r.schema_type, &r.schema, &r.references);
+            self.schemas.insert(
+                r.id,
+                SchemaEntry {
+                    schema_type: r.schema_type,
+                    text: r.schema.clone(),
+                    references: r.references.clone(),
+                    normalized_fingerprint: p.fingerprint(true),
+                    fingerprint: fp.clone(),
+                    parsed: Arc::new(p),
+                },
+            );
+            self.by_fingerprint.insert(fp, r.id);
+        }
+        self.max_id = self.max_id.max(r.id);
+        let subj = self.subjects.entry(r.subject.clone()).or_default();
+        let mut rebound = false;
+        match subj.versions.iter_mut().find(|v| v.version == r.version) {
+            Some(v) => {
+                rebound = v.id != r.id;
+                v.id = r.id;
+                v.deleted = r.deleted;
+            }
+            None => {
+                subj.versions.push(VersionEntry {
+                    version: r.version,
+                    id: r.id,
+                    deleted: r.deleted,
+                });
+                subj.versions.sort_by_key(|v| v.version);
+            }
+        }
+        if rebound {
+            tracing::warn!(subject = %r.subject, version = r.version, "version rebound to another id");
+            self.gc();
+        }
+    }
+}
+
+#[async_trait]
+impl SchemaStore for MemoryStore {
+    async fn register(
+        &self,
+        subject: &str,
+        req: SchemaRequest,
+        normalize: bool,
+    ) -> StoreResult<Registered> {
+        self.execute(WriteOp::Register {
+            subject: subject.to_string(),
+            req,
+            normalize,
+        })?
+        .registered()
     }
 
     async fn lookup(
@@ -535,43 +1053,11 @@ impl SchemaStore for MemoryStore {
     }
 
     async fn delete_subject(&self, subject: &str, permanent: bool) -> StoreResult<Vec<i32>> {
-        let mut st = self.write()?;
-        st.writable(subject)?;
-        let s = st.subject(subject)?;
-        let all: Vec<i32> = s.versions.iter().map(|v| v.version).collect();
-        if permanent {
-            if s.has_live() {
-                return Err(RegistryError::SubjectNotSoftDeleted(subject.to_string()));
-            }
-            for v in &all {
-                let refs = st.referrers(subject, *v);
-                if !refs.is_empty() {
-                    return Err(RegistryError::ReferenceExists(subject.to_string(), *v));
-                }
-            }
-            if let Some(s) = st.subjects.get_mut(subject) {
-                s.versions.clear();
-            }
-            st.gc();
-            Ok(all)
-        } else {
-            if !s.has_live() {
-                return Err(RegistryError::SubjectSoftDeleted(subject.to_string()));
-            }
-            let live: Vec<i32> = s.live().map(|v| v.version).collect();
-            for v in &live {
-                let refs = st.referrers(subject, *v);
-                if !refs.is_empty() {
-                    return Err(RegistryError::ReferenceExists(subject.to_string(), *v));
-                }
-            }
-            if let Some(s) = st.subjects.get_mut(subject) {
-                for v in s.versions.iter_mut() {
-                    v.deleted = true;
-                }
-            }
-            Ok(live)
-        }
+        self.execute(WriteOp::DeleteSubject {
+            subject: subject.to_string(),
+            permanent,
+        })?
+        .versions()
     }
 
     async fn delete_version(
@@ -580,39 +1066,12 @@ impl SchemaStore for MemoryStore {
         version: VersionSpec,
         permanent: bool,
     ) -> StoreResult<i32> {
-        let mut st = self.write()?;
-        st.writable(subject)?;
-        let include_deleted = permanent || matches!(version, VersionSpec::Number(_));
-        let v = st.find_version(subject, version, include_deleted)?;
-        if permanent && !v.deleted {
-            return Err(RegistryError::VersionNotSoftDeleted(
-                subject.to_string(),
-                v.version,
-            ));
-        }
-        if !permanent && v.deleted {
-            return Err(RegistryError::VersionSoftDeleted(
-                subject.to_string(),
-                v.version,
-            ));
-        }
-        if !st.referrers(subject, v.version).is_empty() {
-            return Err(RegistryError::ReferenceExists(
-                subject.to_string(),
-                v.version,
-            ));
-        }
-        if let Some(s) = st.subjects.get_mut(subject) {
-            if permanent {
-                s.versions.retain(|x| x.version != v.version);
-            } else if let Some(x) = s.versions.iter_mut().find(|x| x.version == v.version) {
-                x.deleted = true;
-            }
-        }
-        if permanent {
-            st.gc();
-        }
-        Ok(v.version)
+        self.execute(WriteOp::DeleteVersion {
+            subject: subject.to_string(),
+            version,
+            permanent,
+        })?
+        .version()
     }
 
     async fn referenced_by(&self, subject: &str, version: VersionSpec) -> StoreResult<Vec<i32>> {
@@ -644,31 +1103,18 @@ impl SchemaStore for MemoryStore {
         subject: Option<&str>,
         level: CompatibilityLevel,
     ) -> StoreResult<()> {
-        let mut st = self.write()?;
-        match subject {
-            None => st.config = Some(level),
-            Some(s) => {
-                subject_name_ok(s)?;
-                st.subjects.entry(s.to_string()).or_default().config = Some(level);
-            }
-        }
-        Ok(())
+        self.execute(WriteOp::SetConfig {
+            subject: subject.map(str::to_string),
+            level,
+        })?
+        .done()
     }
 
     async fn delete_config(&self, subject: Option<&str>) -> StoreResult<CompatibilityLevel> {
-        let mut st = self.write()?;
-        match subject {
-            None => Ok(st.config.take().unwrap_or_default()),
-            Some(s) => {
-                let prev = st
-                    .subjects
-                    .get_mut(s)
-                    .and_then(|x| x.config.take())
-                    .ok_or_else(|| RegistryError::SubjectNotFound(s.to_string()))?;
-                st.gc();
-                Ok(prev)
-            }
-        }
+        self.execute(WriteOp::DeleteConfig {
+            subject: subject.map(str::to_string),
+        })?
+        .level()
     }
 
     async fn mode(&self, subject: Option<&str>, default_to_global: bool) -> StoreResult<Mode> {
@@ -684,42 +1130,19 @@ impl SchemaStore for MemoryStore {
     }
 
     async fn set_mode(&self, subject: Option<&str>, mode: Mode, force: bool) -> StoreResult<()> {
-        let mut st = self.write()?;
-        if mode == Mode::Import && !force {
-            let non_empty = match subject {
-                None => st.subjects.values().any(|s| !s.versions.is_empty()),
-                Some(s) => st.subjects.get(s).is_some_and(|x| !x.versions.is_empty()),
-            };
-            if non_empty {
-                return Err(RegistryError::OperationNotPermitted(
-                    "Cannot import since found existing subjects".into(),
-                ));
-            }
-        }
-        match subject {
-            None => st.mode = Some(mode),
-            Some(s) => {
-                subject_name_ok(s)?;
-                st.subjects.entry(s.to_string()).or_default().mode = Some(mode);
-            }
-        }
-        Ok(())
+        self.execute(WriteOp::SetMode {
+            subject: subject.map(str::to_string),
+            mode,
+            force,
+        })?
+        .done()
     }
 
     async fn delete_mode(&self, subject: Option<&str>) -> StoreResult<Mode> {
-        let mut st = self.write()?;
-        match subject {
-            None => Ok(st.mode.take().unwrap_or_default()),
-            Some(s) => {
-                let prev = st
-                    .subjects
-                    .get_mut(s)
-                    .and_then(|x| x.mode.take())
-                    .ok_or_else(|| RegistryError::SubjectNotFound(s.to_string()))?;
-                st.gc();
-                Ok(prev)
-            }
-        }
+        self.execute(WriteOp::DeleteMode {
+            subject: subject.map(str::to_string),
+        })?
+        .mode()
     }
 
     async fn check_compatibility(

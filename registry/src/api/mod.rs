@@ -23,7 +23,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-pub use memory::MemoryStore;
+pub use memory::{Change, MemoryStore, SchemaRecord};
+pub(crate) use memory::{WriteOp, WriteOut};
 pub use store::{
     CompatibilityResult, Listing, Mode, Registered, RegistryError, SchemaById, SchemaRequest,
     SchemaStore, StoreResult, SubjectVersion, SubjectVersionRef, VersionSpec,
