@@ -1,0 +1,223 @@
+"""Schema registry with confluent-kafka's SchemaRegistryClient and Avro serdes.
+
+Starts `gatehouse serve` (broker + registry + admin) on free loopback ports, waits for /health
+200 and then for the registry listener, registers Avro, Protobuf and JSON schemas, reads them
+back, checks compatibility, and round-trips an Avro record through the broker.
+
+Set GATEHOUSE_TEST_REGISTRY_URL and GATEHOUSE_TEST_BOOTSTRAP to run against an already
+running registry and broker instead.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from conftest import free_port, gatehouse_bin, unique
+
+START_DEADLINE_S = 60.0
+TIMEOUT_S = 60
+
+USER_V1 = """{"type": "record", "name": "User", "namespace": "py",
+  "fields": [{"name": "name", "type": "string"}, {"name": "age", "type": "int"}]}"""
+USER_V2 = """{"type": "record", "name": "User", "namespace": "py",
+  "fields": [{"name": "name", "type": "string"}, {"name": "age", "type": "int"},
+             {"name": "email", "type": ["null", "string"], "default": null}]}"""
+USER_BAD = """{"type": "record", "name": "User", "namespace": "py",
+  "fields": [{"name": "name", "type": "string"}, {"name": "age", "type": "int"},
+             {"name": "score", "type": "double"}]}"""
+PROTO = """syntax = "proto3";
+package py;
+
+message Order {
+  string id = 1;
+  int64 amount = 2;
+}
+"""
+JSON_SCHEMA = """{"type": "object", "properties": {"sku": {"type": "string"}}, "required": ["sku"]}"""
+
+
+def _get(url):
+    with urllib.request.urlopen(url, timeout=2) as r:
+        return r.status
+
+
+class Serve:
+    """`gatehouse serve` with every listener on a free loopback port."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="gatehouse-sr-")
+        self.log_path = os.path.join(self.dir, "serve.log")
+        self.broker_port, self.admin_port, self.registry_port = free_port(), free_port(), free_port()
+        self.proc = None
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.broker_port}"
+
+    @property
+    def registry_url(self):
+        return f"http://127.0.0.1:{self.registry_port}"
+
+    def start(self):
+        data = os.path.join(self.dir, "data")
+        os.makedirs(data)
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", "info")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [gatehouse_bin(), "serve", "--data-dir", data,
+                 "--broker-listen", self.bootstrap,
+                 "--admin-listen", f"127.0.0.1:{self.admin_port}",
+                 "--registry-listen", f"127.0.0.1:{self.registry_port}",
+                 "--gateway-listen", f"127.0.0.1:{free_port()}",
+                 "--gateway-plain-listen", f"127.0.0.1:{free_port()}"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+        self._wait(f"http://127.0.0.1:{self.admin_port}/health", "/health 200")
+        # Until `serve` starts the registry this wait fails with the message below.
+        self._wait(self.registry_url + "/", "the registry listener (is `serve` wired to start it?)")
+
+    def _wait(self, url, what):
+        deadline = time.monotonic() + START_DEADLINE_S
+        last = "no attempt"
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                raise RuntimeError(f"gatehouse serve exited with {code}\n{self.log_tail()}")
+            try:
+                if _get(url) == 200:
+                    return
+            except (urllib.error.URLError, OSError) as e:
+                last = str(e)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"waited {START_DEADLINE_S}s for {what} ({last})\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def log_tail(self, lines=200):
+        try:
+            with open(self.log_path, "rb") as f:
+                return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, keep):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        if keep:
+            print(f"\n(gatehouse serve data dir and log kept in {self.dir})\n{self.log_tail()}")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class External:
+    bootstrap = os.environ.get("GATEHOUSE_TEST_BOOTSTRAP", "")
+    registry_url = os.environ.get("GATEHOUSE_TEST_REGISTRY_URL", "")
+
+
+@pytest.fixture(scope="module")
+def serve(request):
+    if os.environ.get("GATEHOUSE_TEST_REGISTRY_URL"):
+        yield External()
+        return
+    s = Serve()
+    failed_before = request.session.testsfailed
+    try:
+        s.start()
+    except Exception:
+        s.stop(keep=True)
+        raise
+    yield s
+    s.stop(keep=request.session.testsfailed > failed_before)
+
+
+@pytest.fixture(scope="module")
+def sr(serve):
+    return SchemaRegistryClient({"url": serve.registry_url})
+
+
+def test_register_and_read_back_all_formats(sr):
+    subj = unique("py-users") + "-value"
+    avro_id = sr.register_schema(subj, Schema(USER_V1, "AVRO"))
+    proto_id = sr.register_schema(unique("py-orders") + "-value", Schema(PROTO, "PROTOBUF"))
+    json_id = sr.register_schema(unique("py-skus") + "-value", Schema(JSON_SCHEMA, "JSON"))
+    assert len({avro_id, proto_id, json_id}) == 3
+
+    # Re-registering is idempotent.
+    assert sr.register_schema(subj, Schema(USER_V1, "AVRO")) == avro_id
+
+    fresh = SchemaRegistryClient({"url": sr._rest_client.base_urls[0]})  # no client cache
+    got = fresh.get_schema(avro_id)
+    assert got.schema_type == "AVRO"
+    assert '"name":"User"' in got.schema_str.replace(" ", "")
+    got = fresh.get_schema(proto_id)
+    assert got.schema_type == "PROTOBUF"
+    assert "message Order" in got.schema_str
+    assert fresh.get_schema(json_id).schema_type == "JSON"
+
+    latest = fresh.get_latest_version(subj)
+    assert (latest.schema_id, latest.version, latest.subject) == (avro_id, 1, subj)
+
+
+def test_compatibility(sr):
+    subj = unique("py-compat") + "-value"
+    sr.register_schema(subj, Schema(USER_V1, "AVRO"))
+    assert sr.test_compatibility(subj, Schema(USER_V2, "AVRO")) is True
+    assert sr.test_compatibility(subj, Schema(USER_BAD, "AVRO")) is False
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+    with pytest.raises(SchemaRegistryError) as e:
+        sr.register_schema(subj, Schema(USER_BAD, "AVRO"))
+    assert e.value.http_status_code == 409
+    assert e.value.error_code == 40901
+    v2 = sr.register_schema(subj, Schema(USER_V2, "AVRO"))
+    assert sr.get_latest_version(subj).schema_id == v2
+
+
+def test_avro_serde_round_trip_through_the_broker(serve, sr):
+    topic = unique("py-avro")
+    ser = AvroSerializer(sr, USER_V1)
+    de = AvroDeserializer(sr)
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    records = [{"name": f"user-{i}", "age": 20 + i} for i in range(5)]
+
+    admin = AdminClient({"bootstrap.servers": serve.bootstrap})
+    for f in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)]).values():
+        f.result(timeout=TIMEOUT_S)
+
+    errors = []
+    p = Producer({"bootstrap.servers": serve.bootstrap})
+    for r in records:
+        p.produce(topic, value=ser(r, ctx), on_delivery=lambda err, _m: err and errors.append(err))
+    assert p.flush(TIMEOUT_S) == 0
+    assert errors == []
+
+    # The serializer registered the schema under the topic's value subject.
+    latest = sr.get_latest_version(f"{topic}-value")
+    assert latest.schema.schema_type == "AVRO"
+
+    c = Consumer({"bootstrap.servers": serve.bootstrap, "group.id": unique("py-avro-g"),
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, 0)])
+    got = []
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        while len(got) < len(records) and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            value = m.value()
+            assert value[0] == 0 and int.from_bytes(value[1:5], "big") == latest.schema_id
+            got.append(de(value, ctx))
+    finally:
+        c.close()
+    assert got == records
