@@ -7,7 +7,9 @@
 
 mod admin;
 mod audit_cli;
+mod audit_service;
 mod config;
+mod schema_cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +41,9 @@ enum Command {
     /// The auditor's offline tools: verify, prove, consistency, query, export.
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
+    /// Schema registry client for CI: register, check, get, list, delete.
+    #[command(subcommand)]
+    Schema(schema_cli::SchemaCommand),
 }
 
 /// Every flag of the contract; each is also a config key and a `GATEHOUSE_<KEY>` variable.
@@ -246,6 +251,16 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
         );
     }
     report_unbuilt(&c, serve);
+    // The audit trail opens first: a wrong master key stops start-up before anything serves.
+    let audit = if serve {
+        Some(
+            audit_service::open(&c.data_dir)
+                .await
+                .context("the audit trail could not start")?,
+        )
+    } else {
+        None
+    };
     let broker = gatehouse_broker::Broker::start(c.broker_config(c.broker_listen))
         .await
         .context("the broker could not start")?;
@@ -261,11 +276,14 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
     admin.health.set_ready("broker");
     let registry = if serve {
         let listen = registry_listen(c.registry_listen);
-        let r = gatehouse_registry::start(gatehouse_registry::RegistryServerConfig {
+        let rcfg = gatehouse_registry::RegistryServerConfig {
             listen,
             bootstrap: addr.to_string(),
-        })
-        .await
+        };
+        let r = match &audit {
+            Some(a) => gatehouse_registry::server::start_with_audit(rcfg, a.sink()).await,
+            None => gatehouse_registry::start(rcfg).await,
+        }
         .context("the schema registry could not start")?;
         admin.health.set_ready("registry");
         Some(r)
@@ -302,6 +320,11 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
         }
     }
     broker.shutdown().await;
+    if let Some(a) = audit {
+        if let Err(e) = a.close().await {
+            tracing::warn!(error = %format!("{e:#}"), "The audit trail did not close cleanly.");
+        }
+    }
     Ok(())
 }
 
@@ -311,6 +334,7 @@ fn main() -> Result<()> {
         Command::Serve(ref a) => (a, "serve"),
         Command::Broker(ref a) => (a, "broker"),
         Command::Config(ref a) => (a, "config"),
+        Command::Schema(cmd) => std::process::exit(schema_cli::run(cmd)?),
         Command::Audit(cmd) => {
             if let Err(e) = audit_cli::run(cmd) {
                 eprintln!("{e:#}");

@@ -14,9 +14,12 @@
 //!   `_schemas` topic in Confluent's record layout ([`kafka::record`]), replayed into a
 //!   [`api::MemoryStore`] at start.
 //! * [`server`]: [`start`] serves the API over HTTP on loopback against a broker.
+//! * [`validate`]: [`validate::Validator`], the record validation API for the gateway's
+//!   produce path (wire formats, subject name strategies, full payload decoding, compiled
+//!   schemas cached by id).
 //!
 //! Not built yet: the local sled index, leader election between registry nodes, HTTPS and
-//! authentication/authorisation, the record validation API for the gateway.
+//! authentication/authorisation.
 //!
 //! Depends on `protocol`, `policy` and `compliance`, never on `broker` or `gateway`.
 
@@ -26,6 +29,7 @@ pub mod error;
 pub mod kafka;
 pub mod schema;
 pub mod server;
+pub mod validate;
 
 pub use error::SchemaError;
 pub use server::{RegistryServerConfig, RunningRegistry, ServerError, start};

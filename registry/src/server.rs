@@ -1,4 +1,4 @@
-//! The registry's HTTP server: [`start`] connects to the broker, opens the
+//! The registry's HTTP server: [`start`] (or [`start_with_audit`]) connects to the broker, opens the
 //! [`KafkaStore`] (creating or checking `_schemas` and replaying it), binds the listener and
 //! serves the Confluent REST API ([`crate::api::router`]) until [`RunningRegistry::shutdown`].
 //!
@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::api::{SchemaStore, router};
+use crate::api::{AuditSink, SchemaStore, router, router_with_audit};
 use crate::kafka::{KafkaStore, OpenError, SCHEMAS_TOPIC};
 
 /// Where the registry listens and which broker holds its topic.
@@ -101,6 +101,22 @@ impl RunningRegistry {
 /// Starts the registry: broker connection, `_schemas` created/checked and replayed, then the
 /// HTTP listener. Returns once the listener is bound (requests are served from then on).
 pub async fn start(config: RegistryServerConfig) -> Result<RunningRegistry, ServerError> {
+    start_inner(config, None).await
+}
+
+/// Like [`start`], with every state-changing request recorded through `audit` before it is
+/// answered ([`crate::api::router_with_audit`]).
+pub async fn start_with_audit(
+    config: RegistryServerConfig,
+    audit: Arc<dyn AuditSink>,
+) -> Result<RunningRegistry, ServerError> {
+    start_inner(config, Some(audit)).await
+}
+
+async fn start_inner(
+    config: RegistryServerConfig,
+    audit: Option<Arc<dyn AuditSink>>,
+) -> Result<RunningRegistry, ServerError> {
     if !config.listen.ip().is_loopback() {
         return Err(ServerError::NotLoopback(config.listen));
     }
@@ -134,14 +150,21 @@ pub async fn start(config: RegistryServerConfig) -> Result<RunningRegistry, Serv
             addr: config.listen,
             source,
         })?;
-    let app = router(store.clone() as Arc<dyn SchemaStore>);
+    let shared = store.clone() as Arc<dyn SchemaStore>;
+    let app = match audit {
+        Some(sink) => router_with_audit(shared, sink),
+        None => router(shared),
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let r = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
+        let r = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        })
+        .await;
         if let Err(e) = &r {
             warn!("registry server stopped: {e}");
         }

@@ -6,7 +6,11 @@
 //! the wrong shape 422, and every registry error Confluent's body
 //! `{"error_code": ..., "message": ...}` with its code (see [`RegistryError::error_code`]).
 //! Responses use `application/vnd.schemaregistry.v1+json`.
+//!
+//! [`router_with_audit`] adds the audit hook: state-changing requests are recorded through an
+//! [`AuditSink`] before they are answered.
 
+mod audit;
 mod memory;
 mod store;
 
@@ -23,6 +27,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+pub use audit::{ANONYMOUS, AUDIT_SERVICE, AuditSink, AuditSinkError, router_with_audit};
 pub use memory::{Change, MemoryStore, SchemaRecord};
 pub(crate) use memory::{WriteOp, WriteOut};
 pub use store::{
