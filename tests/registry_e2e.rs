@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use gatehouse_registry::server::{RegistryServerConfig, RunningRegistry, ServerError, start};
+use gatehouse_registry::server::{RegistryServerConfig, ServerError, start};
 use serde_json::{Value, json};
 
 fn rt() -> tokio::runtime::Runtime {
@@ -72,25 +72,6 @@ fn dechunk(mut s: &str) -> String {
     }
 }
 
-fn start_registry(rt: &tokio::runtime::Runtime, bootstrap: &str) -> RunningRegistry {
-    let config = RegistryServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        bootstrap: bootstrap.to_string(),
-    };
-    // The broker may still be settling after a restart: retry for a while.
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        match rt.block_on(start(config.clone())) {
-            Ok(r) => return r,
-            Err(e) if Instant::now() < until => {
-                eprintln!("registry start: {e}; retrying");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => panic!("registry did not start: {e}"),
-        }
-    }
-}
-
 const AVRO_V1: &str =
     r#"{"type":"record","name":"User","namespace":"e2e","fields":[{"name":"id","type":"long"}]}"#;
 const AVRO_V2: &str = r#"{"type":"record","name":"User","namespace":"e2e","fields":[{"name":"id","type":"long"},{"name":"email","type":["null","string"],"default":null}]}"#;
@@ -114,7 +95,7 @@ fn registry_survives_broker_kill9_and_restart() {
     let rt = rt();
     let mut broker = common::Broker::start();
     let t0 = Instant::now();
-    let reg = start_registry(&rt, &broker.bootstrap());
+    let reg = common::start_registry(&rt, &broker.bootstrap());
     eprintln!("registry started (empty topic) in {:?}", t0.elapsed());
     let addr = reg.local_addr();
 
@@ -213,7 +194,7 @@ fn registry_survives_broker_kill9_and_restart() {
     check(addr);
 
     // A second registry instance on the same topic answers a miss by reading the log.
-    let other = start_registry(&rt, &broker.bootstrap());
+    let other = common::start_registry(&rt, &broker.bootstrap());
     check(other.local_addr());
     rt.block_on(other.shutdown()).unwrap();
 
@@ -222,7 +203,7 @@ fn registry_survives_broker_kill9_and_restart() {
     broker.kill9();
     broker.restart();
     let t1 = Instant::now();
-    let reg = start_registry(&rt, &broker.bootstrap());
+    let reg = common::start_registry(&rt, &broker.bootstrap());
     eprintln!(
         "registry replayed after broker restart in {:?}",
         t1.elapsed()

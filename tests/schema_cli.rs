@@ -7,9 +7,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
-use gatehouse_registry::server::{RegistryServerConfig, RunningRegistry, start};
 use serde_json::Value;
 
 const V1: &str =
@@ -17,24 +15,6 @@ const V1: &str =
 const V2_OK: &str = r#"{"type":"record","name":"User","namespace":"cli","fields":[{"name":"id","type":"long"},{"name":"email","type":["null","string"],"default":null}]}"#;
 const V2_BAD: &str = r#"{"type":"record","name":"User","namespace":"cli","fields":[{"name":"id","type":"long"},{"name":"age","type":"int"}]}"#;
 const PROTO: &str = "syntax = \"proto3\";\npackage cli;\nmessage Order {\n  string id = 1;\n}\n";
-
-fn start_registry(rt: &tokio::runtime::Runtime, bootstrap: &str) -> RunningRegistry {
-    let config = RegistryServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        bootstrap: bootstrap.to_string(),
-    };
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        match rt.block_on(start(config.clone())) {
-            Ok(r) => return r,
-            Err(e) if Instant::now() < until => {
-                eprintln!("registry start: {e}; retrying");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => panic!("registry did not start: {e}"),
-        }
-    }
-}
 
 /// Runs `gatehouse schema ARGS` with the registry URL in the environment.
 fn schema(url: &str, args: &[&str]) -> (i32, String, String) {
@@ -64,7 +44,7 @@ fn schema_cli_against_registry() {
         .build()
         .unwrap();
     let broker = common::Broker::start();
-    let reg = start_registry(&rt, &broker.bootstrap());
+    let reg = common::start_registry(&rt, &broker.bootstrap());
     let url = format!("http://{}", reg.local_addr());
     let dir = tempfile::tempdir().unwrap();
     let v1 = write(dir.path(), "v1.avsc", V1);

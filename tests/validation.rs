@@ -7,10 +7,8 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use gatehouse_registry::api::{SchemaRequest, SchemaStore};
-use gatehouse_registry::server::{RegistryServerConfig, RunningRegistry, start};
 use gatehouse_registry::validate::{
     KeyOrValue, SchemaIdSource, SubjectNameStrategy, VALUE_SCHEMA_ID_HEADER, ValidationError,
     ValidationMode, ValidationPolicy, Validator,
@@ -26,24 +24,6 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
-}
-
-fn start_registry(rt: &tokio::runtime::Runtime, bootstrap: &str) -> RunningRegistry {
-    let config = RegistryServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        bootstrap: bootstrap.to_string(),
-    };
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        match rt.block_on(start(config.clone())) {
-            Ok(r) => return r,
-            Err(e) if Instant::now() < until => {
-                eprintln!("registry start: {e}; retrying");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => panic!("registry did not start: {e}"),
-        }
-    }
 }
 
 async fn register(store: &dyn SchemaStore, subject: &str, ty: &str, text: &str) -> i32 {
@@ -85,7 +65,7 @@ const NO_HEADERS: &[(&str, &[u8])] = &[];
 fn validation_api_against_kafka_store() {
     let rt = rt();
     let broker = common::Broker::start();
-    let reg = start_registry(&rt, &broker.bootstrap());
+    let reg = common::start_registry(&rt, &broker.bootstrap());
     let store: Arc<dyn SchemaStore> = reg.store().clone();
     let validator = Validator::new(store.clone());
     let full = ValidationPolicy {

@@ -838,3 +838,26 @@ pub fn read_file(path: &Path) -> Vec<u8> {
         .expect("read file");
     v
 }
+
+/// Starts an in-process schema registry against `bootstrap` on a free loopback port, retrying
+/// for a while: right after a broker (re)start the `_schemas` topic may not be reachable yet.
+pub fn start_registry(
+    rt: &tokio::runtime::Runtime,
+    bootstrap: &str,
+) -> gatehouse_registry::RunningRegistry {
+    let config = gatehouse_registry::RegistryServerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        bootstrap: bootstrap.to_string(),
+    };
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        match rt.block_on(gatehouse_registry::start(config.clone())) {
+            Ok(r) => return r,
+            Err(e) if Instant::now() < until => {
+                eprintln!("registry start: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("registry did not start: {e}"),
+        }
+    }
+}
