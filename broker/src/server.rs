@@ -77,7 +77,6 @@ async fn connection(
     let decoder = FrameDecoder::new(state.config.max_request_bytes);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let conn = handlers::ConnectionInfo {
-        peer,
         client_host: peer.ip().to_string(),
     };
     'read: loop {

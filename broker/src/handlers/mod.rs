@@ -13,7 +13,6 @@ mod metadata;
 mod produce;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -28,8 +27,6 @@ pub(crate) use api_versions::SUPPORTED;
 
 /// Where a request came from.
 pub(crate) struct ConnectionInfo {
-    #[allow(dead_code)]
-    pub peer: SocketAddr,
     pub client_host: String,
 }
 

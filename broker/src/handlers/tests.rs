@@ -59,7 +59,6 @@ where
     let key = ApiKey::try_from(R::KEY).expect("known key");
     let frame = encode_request(key, version, 77, Some("test"), req).expect("request encodes");
     let conn = ConnectionInfo {
-        peer: "127.0.0.1:1".parse().expect("addr"),
         client_host: "127.0.0.1".into(),
     };
     let out = handle(st, &conn, frame.slice(4..)).await;
