@@ -257,6 +257,16 @@ const ARRAY_KW: &[&str] = &[
     "unevaluatedItems",
 ];
 
+/// True when `v` holds a `$ref` anywhere (equal text can still mean different schemas when
+/// references resolve differently in the two documents). Walks without allocating.
+fn contains_ref(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.contains_key("$ref") || m.values().any(contains_ref),
+        Value::Array(a) => a.iter().any(contains_ref),
+        _ => false,
+    }
+}
+
 fn is_empty_schema(v: &Value) -> bool {
     match v {
         Value::Bool(b) => *b,
@@ -532,7 +542,7 @@ impl<'d> Diff<'d> {
     }
 
     fn compare_resolved(&mut self, o: &Value, u: &Value, path: &str, out: &mut Out) {
-        if o == u && !o.to_string().contains("$ref") {
+        if o == u && !contains_ref(o) {
             return;
         }
         if o == &Value::Bool(false) {
