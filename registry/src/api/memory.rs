@@ -327,8 +327,10 @@ pub struct SchemaRecord {
 }
 
 /// A write request, validated by [`MemoryStore::plan`] into [`Change`]s.
+/// One state change of the registry, as every [`super::SchemaStore`] applies it.
 #[derive(Debug, Clone)]
-pub(crate) enum WriteOp {
+#[allow(missing_docs)]
+pub enum WriteOp {
     Register {
         subject: String,
         req: SchemaRequest,
@@ -361,8 +363,10 @@ pub(crate) enum WriteOp {
 }
 
 /// The answer a write gives once its changes are applied.
+/// What a [`WriteOp`] produced.
 #[derive(Debug, Clone)]
-pub(crate) enum WriteOut {
+#[allow(missing_docs)]
+pub enum WriteOut {
     Registered(Registered),
     Versions(Vec<i32>),
     Version(i32),
@@ -878,18 +882,8 @@ impl State {
 
 #[async_trait]
 impl SchemaStore for MemoryStore {
-    async fn register(
-        &self,
-        subject: &str,
-        req: SchemaRequest,
-        normalize: bool,
-    ) -> StoreResult<Registered> {
-        self.execute(WriteOp::Register {
-            subject: subject.to_string(),
-            req,
-            normalize,
-        })?
-        .registered()
+    async fn execute_write(&self, op: WriteOp) -> StoreResult<WriteOut> {
+        self.execute(op)
     }
 
     async fn lookup(
@@ -1052,28 +1046,6 @@ impl SchemaStore for MemoryStore {
         Ok(out)
     }
 
-    async fn delete_subject(&self, subject: &str, permanent: bool) -> StoreResult<Vec<i32>> {
-        self.execute(WriteOp::DeleteSubject {
-            subject: subject.to_string(),
-            permanent,
-        })?
-        .versions()
-    }
-
-    async fn delete_version(
-        &self,
-        subject: &str,
-        version: VersionSpec,
-        permanent: bool,
-    ) -> StoreResult<i32> {
-        self.execute(WriteOp::DeleteVersion {
-            subject: subject.to_string(),
-            version,
-            permanent,
-        })?
-        .version()
-    }
-
     async fn referenced_by(&self, subject: &str, version: VersionSpec) -> StoreResult<Vec<i32>> {
         let st = self.read()?;
         let v = st.find_version(subject, version, false)?;
@@ -1098,25 +1070,6 @@ impl SchemaStore for MemoryStore {
         }
     }
 
-    async fn set_config(
-        &self,
-        subject: Option<&str>,
-        level: CompatibilityLevel,
-    ) -> StoreResult<()> {
-        self.execute(WriteOp::SetConfig {
-            subject: subject.map(str::to_string),
-            level,
-        })?
-        .done()
-    }
-
-    async fn delete_config(&self, subject: Option<&str>) -> StoreResult<CompatibilityLevel> {
-        self.execute(WriteOp::DeleteConfig {
-            subject: subject.map(str::to_string),
-        })?
-        .level()
-    }
-
     async fn mode(&self, subject: Option<&str>, default_to_global: bool) -> StoreResult<Mode> {
         let st = self.read()?;
         match subject {
@@ -1127,22 +1080,6 @@ impl SchemaStore for MemoryStore {
                 None => Err(RegistryError::SubjectModeNotConfigured(s.to_string())),
             },
         }
-    }
-
-    async fn set_mode(&self, subject: Option<&str>, mode: Mode, force: bool) -> StoreResult<()> {
-        self.execute(WriteOp::SetMode {
-            subject: subject.map(str::to_string),
-            mode,
-            force,
-        })?
-        .done()
-    }
-
-    async fn delete_mode(&self, subject: Option<&str>) -> StoreResult<Mode> {
-        self.execute(WriteOp::DeleteMode {
-            subject: subject.map(str::to_string),
-        })?
-        .mode()
     }
 
     async fn check_compatibility(

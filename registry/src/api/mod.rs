@@ -29,7 +29,7 @@ use serde_json::json;
 
 pub use audit::{ANONYMOUS, AUDIT_SERVICE, AuditSink, AuditSinkError, router_with_audit};
 pub use memory::{Change, MemoryStore, SchemaRecord};
-pub(crate) use memory::{WriteOp, WriteOut};
+pub use memory::{WriteOp, WriteOut};
 pub use store::{
     CompatibilityResult, Listing, Mode, Registered, RegistryError, SchemaById, SchemaRequest,
     SchemaStore, StoreResult, SubjectVersion, SubjectVersionRef, VersionSpec,

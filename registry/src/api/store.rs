@@ -7,6 +7,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::{WriteOp, WriteOut};
 use crate::compat::CompatibilityLevel;
 use crate::schema::{Reference, SchemaError, SchemaType};
 
@@ -316,13 +317,24 @@ pub type StoreResult<T> = Result<T, RegistryError>;
 /// implementation (and the state machine a log-backed store can replay into).
 #[async_trait]
 pub trait SchemaStore: Send + Sync {
+    /// Applies one state change (validated against the current state; durable before it
+    /// returns, for stores that persist). The write methods below are expressed through it.
+    async fn execute_write(&self, op: WriteOp) -> StoreResult<WriteOut>;
     /// Registers a schema under `subject` (idempotent for an existing identical version).
     async fn register(
         &self,
         subject: &str,
         req: SchemaRequest,
         normalize: bool,
-    ) -> StoreResult<Registered>;
+    ) -> StoreResult<Registered> {
+        self.execute_write(WriteOp::Register {
+            subject: subject.to_string(),
+            req,
+            normalize,
+        })
+        .await?
+        .registered()
+    }
     /// Finds the version of `subject` holding this schema.
     async fn lookup(
         &self,
@@ -358,14 +370,29 @@ pub trait SchemaStore: Send + Sync {
         latest_only: bool,
     ) -> StoreResult<Vec<SubjectVersion>>;
     /// Deletes a subject (soft, or permanent after a soft delete); returns the versions.
-    async fn delete_subject(&self, subject: &str, permanent: bool) -> StoreResult<Vec<i32>>;
+    async fn delete_subject(&self, subject: &str, permanent: bool) -> StoreResult<Vec<i32>> {
+        self.execute_write(WriteOp::DeleteSubject {
+            subject: subject.to_string(),
+            permanent,
+        })
+        .await?
+        .versions()
+    }
     /// Deletes a version (soft, or permanent after a soft delete); returns the version.
     async fn delete_version(
         &self,
         subject: &str,
         version: VersionSpec,
         permanent: bool,
-    ) -> StoreResult<i32>;
+    ) -> StoreResult<i32> {
+        self.execute_write(WriteOp::DeleteVersion {
+            subject: subject.to_string(),
+            version,
+            permanent,
+        })
+        .await?
+        .version()
+    }
     /// Ids of schemas that reference this subject-version.
     async fn referenced_by(&self, subject: &str, version: VersionSpec) -> StoreResult<Vec<i32>>;
     /// Compatibility level: global (`None`) or subject-level (falling back when asked).
@@ -375,16 +402,46 @@ pub trait SchemaStore: Send + Sync {
         default_to_global: bool,
     ) -> StoreResult<CompatibilityLevel>;
     /// Sets the global or subject-level compatibility.
-    async fn set_config(&self, subject: Option<&str>, level: CompatibilityLevel)
-    -> StoreResult<()>;
+    async fn set_config(
+        &self,
+        subject: Option<&str>,
+        level: CompatibilityLevel,
+    ) -> StoreResult<()> {
+        self.execute_write(WriteOp::SetConfig {
+            subject: subject.map(str::to_string),
+            level,
+        })
+        .await?
+        .done()
+    }
     /// Removes a subject-level config (or resets the global one); returns the previous level.
-    async fn delete_config(&self, subject: Option<&str>) -> StoreResult<CompatibilityLevel>;
+    async fn delete_config(&self, subject: Option<&str>) -> StoreResult<CompatibilityLevel> {
+        self.execute_write(WriteOp::DeleteConfig {
+            subject: subject.map(str::to_string),
+        })
+        .await?
+        .level()
+    }
     /// Mode: global (`None`) or subject-level (falling back when asked).
     async fn mode(&self, subject: Option<&str>, default_to_global: bool) -> StoreResult<Mode>;
     /// Sets a mode (`force` allows IMPORT on a non-empty registry/subject).
-    async fn set_mode(&self, subject: Option<&str>, mode: Mode, force: bool) -> StoreResult<()>;
+    async fn set_mode(&self, subject: Option<&str>, mode: Mode, force: bool) -> StoreResult<()> {
+        self.execute_write(WriteOp::SetMode {
+            subject: subject.map(str::to_string),
+            mode,
+            force,
+        })
+        .await?
+        .done()
+    }
     /// Removes a subject-level mode (or resets the global one); returns the previous mode.
-    async fn delete_mode(&self, subject: Option<&str>) -> StoreResult<Mode>;
+    async fn delete_mode(&self, subject: Option<&str>) -> StoreResult<Mode> {
+        self.execute_write(WriteOp::DeleteMode {
+            subject: subject.map(str::to_string),
+        })
+        .await?
+        .mode()
+    }
     /// Checks a schema against one version (`Some`) or the versions the level requires (`None`).
     async fn check_compatibility(
         &self,

@@ -30,9 +30,8 @@ use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
 use crate::api::{
-    CompatibilityResult, Listing, MemoryStore, Mode, Registered, RegistryError, SchemaById,
-    SchemaRequest, SchemaStore, StoreResult, SubjectVersion, SubjectVersionRef, VersionSpec,
-    WriteOp,
+    CompatibilityResult, Listing, MemoryStore, Mode, RegistryError, SchemaById, SchemaRequest,
+    SchemaStore, StoreResult, SubjectVersion, SubjectVersionRef, VersionSpec, WriteOp, WriteOut,
 };
 use crate::compat::CompatibilityLevel;
 
@@ -302,19 +301,8 @@ async fn check_topic(client: &Client, topic: &str) -> Result<(), OpenError> {
 
 #[async_trait]
 impl SchemaStore for KafkaStore {
-    async fn register(
-        &self,
-        subject: &str,
-        req: SchemaRequest,
-        normalize: bool,
-    ) -> StoreResult<Registered> {
-        self.write(WriteOp::Register {
-            subject: subject.to_string(),
-            req,
-            normalize,
-        })
-        .await?
-        .registered()
+    async fn execute_write(&self, op: WriteOp) -> StoreResult<WriteOut> {
+        self.write(op).await
     }
 
     async fn lookup(
@@ -374,30 +362,6 @@ impl SchemaStore for KafkaStore {
         self.state.schemas(prefix, deleted, latest_only).await
     }
 
-    async fn delete_subject(&self, subject: &str, permanent: bool) -> StoreResult<Vec<i32>> {
-        self.write(WriteOp::DeleteSubject {
-            subject: subject.to_string(),
-            permanent,
-        })
-        .await?
-        .versions()
-    }
-
-    async fn delete_version(
-        &self,
-        subject: &str,
-        version: VersionSpec,
-        permanent: bool,
-    ) -> StoreResult<i32> {
-        self.write(WriteOp::DeleteVersion {
-            subject: subject.to_string(),
-            version,
-            permanent,
-        })
-        .await?
-        .version()
-    }
-
     async fn referenced_by(&self, subject: &str, version: VersionSpec) -> StoreResult<Vec<i32>> {
         read_through!(self, self.state.referenced_by(subject, version).await)
     }
@@ -410,47 +374,8 @@ impl SchemaStore for KafkaStore {
         read_through!(self, self.state.config(subject, default_to_global).await)
     }
 
-    async fn set_config(
-        &self,
-        subject: Option<&str>,
-        level: CompatibilityLevel,
-    ) -> StoreResult<()> {
-        self.write(WriteOp::SetConfig {
-            subject: subject.map(str::to_string),
-            level,
-        })
-        .await?
-        .done()
-    }
-
-    async fn delete_config(&self, subject: Option<&str>) -> StoreResult<CompatibilityLevel> {
-        self.write(WriteOp::DeleteConfig {
-            subject: subject.map(str::to_string),
-        })
-        .await?
-        .level()
-    }
-
     async fn mode(&self, subject: Option<&str>, default_to_global: bool) -> StoreResult<Mode> {
         read_through!(self, self.state.mode(subject, default_to_global).await)
-    }
-
-    async fn set_mode(&self, subject: Option<&str>, mode: Mode, force: bool) -> StoreResult<()> {
-        self.write(WriteOp::SetMode {
-            subject: subject.map(str::to_string),
-            mode,
-            force,
-        })
-        .await?
-        .done()
-    }
-
-    async fn delete_mode(&self, subject: Option<&str>) -> StoreResult<Mode> {
-        self.write(WriteOp::DeleteMode {
-            subject: subject.map(str::to_string),
-        })
-        .await?
-        .mode()
     }
 
     async fn check_compatibility(
