@@ -1028,7 +1028,15 @@ async fn shutdown_answers_parked_joins_and_refuses_new_calls() {
     let c = open(dir.path(), cfg);
     let c2 = c.clone();
     let parked = tokio::spawn(async move { join_new(&c2, "g", 5, 10_000, 20_000).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Wait (bounded) until the join is parked in a rebalance, then shut down under it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while describe(&c, "g", 5).await.groups[0].group_state.as_str() != "PreparingRebalance" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the join never parked"
+        );
+        tokio::task::yield_now().await;
+    }
     c.shutdown().await;
     assert_eq!(parked.await.unwrap().error_code, NOT_COORDINATOR);
     let r = commit(&c, "g", -1, "", 8, &[("t", 0, 1, "")]).await;
