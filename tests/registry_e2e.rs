@@ -227,6 +227,7 @@ fn non_loopback_listener_is_refused() {
         .block_on(start(RegistryServerConfig {
             listen: "0.0.0.0:0".parse().unwrap(),
             bootstrap: "127.0.0.1:1".into(),
+            sasl: None,
         }))
         .unwrap_err();
     assert!(matches!(err, ServerError::NotLoopback(_)), "{err}");
@@ -247,6 +248,7 @@ fn multi_partition_schema_topic_is_refused() {
         .block_on(start(RegistryServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             bootstrap: broker.bootstrap(),
+            sasl: None,
         }))
         .unwrap_err();
     assert!(err.to_string().contains("3 partitions"), "{err}");
@@ -266,6 +268,7 @@ fn delete_policy_schema_topic_is_refused() {
         .block_on(start(RegistryServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             bootstrap: broker.bootstrap(),
+            sasl: None,
         }))
         .unwrap_err();
     assert!(err.to_string().contains("cleanup.policy"), "{err}");

@@ -49,6 +49,40 @@ pub struct BrokerConfig {
     pub group_max_session_timeout_ms: i32,
     /// Default topic configs applied where a topic sets none.
     pub topic_defaults: TopicDefaults,
+    /// When set, every connection must authenticate with SASL PLAIN and this credential
+    /// before any request but ApiVersions, SaslHandshake and SaslAuthenticate. `None` (the
+    /// default): no authentication, and the SASL APIs are not advertised. Never read from or
+    /// written to a config file (it is a secret): set it in code.
+    #[serde(skip)]
+    pub internal_credential: Option<InternalCredential>,
+}
+
+/// The one SASL PLAIN credential the broker accepts. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InternalCredential {
+    /// The user name.
+    pub username: String,
+    /// The password (never logged).
+    pub password: String,
+}
+
+impl InternalCredential {
+    /// A credential of `username` and `password`.
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for InternalCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InternalCredential")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Broker-wide defaults of the topic configs (Kafka's `log.*` settings).
@@ -96,6 +130,7 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
             topic_defaults: TopicDefaults::default(),
+            internal_credential: None,
         }
     }
 }

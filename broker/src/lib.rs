@@ -34,14 +34,24 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use config::{BrokerConfig, LogFlush, TopicDefaults};
+pub use config::{BrokerConfig, InternalCredential, LogFlush, TopicDefaults};
 pub use error::BrokerError;
 
 use state::{BrokerState, ProducerIds};
 
-/// The API keys and version ranges the broker advertises, for documentation and tests.
+/// The API keys and version ranges the broker advertises, for documentation and tests
+/// (without an internal credential; with one, [`sasl_apis`] are advertised too).
 pub fn supported_apis() -> Vec<(i16, i16, i16)> {
     handlers::SUPPORTED
+        .iter()
+        .map(|(k, min, max)| (*k as i16, *min, *max))
+        .collect()
+}
+
+/// SaslHandshake and SaslAuthenticate with their version ranges: advertised only when
+/// [`BrokerConfig::internal_credential`] is set.
+pub fn sasl_apis() -> Vec<(i16, i16, i16)> {
+    handlers::SASL_APIS
         .iter()
         .map(|(k, min, max)| (*k as i16, *min, *max))
         .collect()

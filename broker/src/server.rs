@@ -76,17 +76,20 @@ async fn connection(
     });
     let decoder = FrameDecoder::new(state.config.max_request_bytes);
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let conn = handlers::ConnectionInfo {
-        client_host: peer.ip().to_string(),
-    };
+    let mut conn = handlers::ConnectionInfo::new(peer.ip().to_string(), &state);
     'read: loop {
         loop {
             match decoder.decode(&mut buf) {
-                Ok(Some(frame)) => match handlers::handle(&state, &conn, frame).await {
+                Ok(Some(frame)) => match handlers::handle(&state, &mut conn, frame).await {
                     Outcome::Respond(pending) => {
                         if tx.send(pending).await.is_err() {
                             break 'read;
                         }
+                    }
+                    Outcome::RespondAndClose(pending, reason) => {
+                        tracing::warn!(%peer, %reason, "Closing connection after the response.");
+                        let _ = tx.send(pending).await;
+                        break 'read;
                     }
                     Outcome::Close(reason) => {
                         tracing::warn!(%peer, %reason, "Closing connection.");

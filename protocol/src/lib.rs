@@ -9,7 +9,8 @@
 //! - [`records`]: our own RecordBatch v2 codec over [`bytes::Bytes`]: batch headers, CRC32C,
 //!   records with every header kept in order, gzip/snappy/lz4/zstd.
 //! - [`client`]: a small async Kafka client (connect, ApiVersions, Metadata, Produce, Fetch,
-//!   ListOffsets, group membership) for upstream connections and internal topics.
+//!   ListOffsets, group membership, SASL PLAIN and SCRAM-SHA-256/512 authentication) for
+//!   upstream connections and internal topics.
 //!
 //! Request and response bodies use the generated codecs of the `kafka-protocol` crate, re-exported
 //! as [`messages`] so that every crate agrees on one version of them.

@@ -24,6 +24,9 @@ pub struct RegistryServerConfig {
     pub listen: SocketAddr,
     /// Broker bootstrap list, `host:port[,host:port...]`.
     pub bootstrap: String,
+    /// SASL credential for the broker connection (the bundled broker's internal credential,
+    /// or a service account on an external cluster).
+    pub sasl: Option<gatehouse_protocol::client::SaslCredentials>,
 }
 
 /// Why the registry did not start or stopped badly.
@@ -130,7 +133,11 @@ async fn start_inner(
     if bootstrap.is_empty() {
         return Err(ServerError::NoBootstrap);
     }
-    let client = Client::connect(ClientConfig::new(bootstrap))
+    let mut client_config = ClientConfig::new(bootstrap);
+    if let Some(sasl) = config.sasl.clone() {
+        client_config = client_config.with_sasl(sasl);
+    }
+    let client = Client::connect(client_config)
         .await
         .map_err(|e| ServerError::Connect {
             bootstrap: config.bootstrap.clone(),

@@ -1,5 +1,8 @@
 //! ApiVersions: what we advertise, and the v0 fallback for versions we do not know.
 //!
+//! SaslHandshake 0-1 and SaslAuthenticate 0-2 are advertised only when the broker has an
+//! internal credential ([`crate::config::InternalCredential`]).
+//!
 //! Produce stays advertised from v0 (KAFKA-18659: librdkafka checks compression support against
 //! Produce v0); v0-2 requests get UNSUPPORTED_VERSION in their own format. Fetch stops at v12 so
 //! topics stay named (v13+ names them by id). The response always uses header v0, which
@@ -42,7 +45,13 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
 ];
 
-/// The advertised (min, max) of `key`, if we serve it.
+/// The SASL APIs, advertised only when an internal credential is configured.
+pub(crate) const SASL_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+];
+
+/// The advertised (min, max) of `key`, if we serve it (the SASL APIs are handled apart).
 pub(crate) fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED
         .iter()
@@ -50,9 +59,14 @@ pub(crate) fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
         .map(|(_, min, max)| (*min, *max))
 }
 
-fn api_keys() -> Vec<ApiVersion> {
+fn api_keys(state: &BrokerState) -> Vec<ApiVersion> {
+    let sasl = match state.config.internal_credential {
+        Some(_) => SASL_APIS,
+        None => &[],
+    };
     SUPPORTED
         .iter()
+        .chain(sasl)
         .map(|(k, min, max)| {
             ApiVersion::default()
                 .with_api_key(*k as i16)
@@ -64,12 +78,12 @@ fn api_keys() -> Vec<ApiVersion> {
 
 /// Answers ApiVersions at any version: unknown (newer) versions get a v0 response carrying
 /// UNSUPPORTED_VERSION and our ranges, so the client can retry (KIP-511).
-pub(crate) fn handle(_state: &BrokerState, h: &RequestHeaderPeek, frame: &Bytes) -> Outcome {
+pub(crate) fn handle(state: &BrokerState, h: &RequestHeaderPeek, frame: &Bytes) -> Outcome {
     let (min, max) = (0, 4);
     if h.api_version < min || h.api_version > max {
         let resp = ApiVersionsResponse::default()
             .with_error_code(ErrorCode::UnsupportedVersion.code())
-            .with_api_keys(api_keys());
+            .with_api_keys(api_keys(state));
         let h0 = RequestHeaderPeek {
             api_version: 0,
             ..h.clone()
@@ -87,6 +101,6 @@ pub(crate) fn handle(_state: &BrokerState, h: &RequestHeaderPeek, frame: &Bytes)
         } else {
             ErrorCode::InvalidRequest.code()
         })
-        .with_api_keys(api_keys());
+        .with_api_keys(api_keys(state));
     respond(h, &resp)
 }

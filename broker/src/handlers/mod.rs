@@ -4,6 +4,9 @@
 //! Errors map to Kafka error codes here and in the handlers, nowhere else. A request we cannot
 //! answer in its own format (an unknown API key, an undecodable body) closes the connection, as
 //! Kafka does; everyone else keeps being served.
+//!
+//! With an internal credential configured, [`sasl`] runs first: until the connection has
+//! authenticated, only ApiVersions and the SASL requests are served.
 
 mod admin;
 mod api_versions;
@@ -11,6 +14,7 @@ mod fetch;
 mod groups;
 mod metadata;
 mod produce;
+mod sasl;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,11 +27,23 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request};
 use crate::server::PendingResponse;
 use crate::state::BrokerState;
 
-pub(crate) use api_versions::SUPPORTED;
+pub(crate) use api_versions::{SASL_APIS, SUPPORTED};
+pub(crate) use sasl::SaslState;
 
-/// Where a request came from.
+/// Where a request came from, and how far its SASL exchange got.
 pub(crate) struct ConnectionInfo {
     pub client_host: String,
+    pub sasl: SaslState,
+}
+
+impl ConnectionInfo {
+    /// A new connection from `client_host`: unauthenticated when `state` has a credential.
+    pub(crate) fn new(client_host: String, state: &BrokerState) -> Self {
+        Self {
+            client_host,
+            sasl: SaslState::initial(state.config.internal_credential.as_ref()),
+        }
+    }
 }
 
 /// What the connection loop does after a request.
@@ -36,6 +52,8 @@ pub(crate) enum Outcome {
     Respond(PendingResponse),
     /// Close the connection, logging why.
     Close(String),
+    /// Queue this response, then close the connection once it is written, logging why.
+    RespondAndClose(PendingResponse, String),
 }
 
 impl Outcome {
@@ -79,9 +97,13 @@ where
 /// Handles one request frame.
 pub(crate) async fn handle(
     state: &Arc<BrokerState>,
-    conn: &ConnectionInfo,
+    conn: &mut ConnectionInfo,
     frame: Bytes,
 ) -> Outcome {
+    let credential = state.config.internal_credential.as_ref();
+    if let (Some(credential), SaslState::AwaitingRawToken) = (credential, conn.sasl) {
+        return sasl::raw_token(credential, conn, &frame);
+    }
     let h = match RequestHeaderPeek::parse(&frame) {
         Ok(h) => h,
         Err(e) => return Outcome::Close(format!("unreadable request header: {e}")),
@@ -92,6 +114,16 @@ pub(crate) async fn handle(
             h.api_key, h.correlation_id
         ));
     };
+    if let Some(credential) = credential {
+        if matches!(key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
+            return sasl::handle(credential, conn, &h, key, &frame);
+        }
+        if conn.sasl != SaslState::Authenticated && key != ApiKey::ApiVersions {
+            return Outcome::Close(format!(
+                "{key:?} before SASL authentication (ILLEGAL_SASL_STATE)"
+            ));
+        }
+    }
     let Some(range) = api_versions::supported_range(key) else {
         return Outcome::Close(format!(
             "API {key:?} (key {}) is not supported by this broker",

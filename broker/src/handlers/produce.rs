@@ -162,7 +162,7 @@ pub(crate) async fn handle(
         }
         let resp = ProduceResponse::default().with_responses(responses);
         match respond(&h2, &resp) {
-            Outcome::Respond(f) => f.await,
+            Outcome::Respond(f) | Outcome::RespondAndClose(f, _) => f.await,
             Outcome::Close(reason) => {
                 tracing::warn!(correlation_id, %reason, "Produce response not encodable.");
                 None

@@ -1,6 +1,7 @@
 //! Every advertised (API, version) pair is answered with a response that decodes at that
 //! version: the generated codecs refuse fields a version lacks, so this catches a handler that
 //! sets one. Requests go through the same `handle` entry point as the network path.
+//! The SASL APIs are checked on a broker with an internal credential.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,17 +12,25 @@ use gatehouse_protocol::messages::*;
 use gatehouse_protocol::records::BatchBuilder;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
-use super::{ConnectionInfo, Outcome, SUPPORTED, handle};
-use crate::config::BrokerConfig;
+use super::{ConnectionInfo, Outcome, SASL_APIS, SUPPORTED, SaslState, handle};
+use crate::config::{BrokerConfig, InternalCredential};
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::log::{LogManager, LogManagerConfig};
 use crate::state::{BrokerState, ProducerIds};
 use crate::topics::Topics;
 
 async fn state(dir: &std::path::Path) -> Arc<BrokerState> {
+    state_with(dir, None).await
+}
+
+async fn state_with(
+    dir: &std::path::Path,
+    internal_credential: Option<InternalCredential>,
+) -> Arc<BrokerState> {
     let config = BrokerConfig {
         data_dir: dir.to_path_buf(),
         group_initial_rebalance_delay_ms: 0,
+        internal_credential,
         ..BrokerConfig::default()
     };
     let meta = dir.join("meta");
@@ -56,24 +65,52 @@ async fn exchange<R>(st: &Arc<BrokerState>, req: &R, version: i16) -> Option<R::
 where
     R: Request + Encodable + HeaderVersion,
 {
+    let mut conn = ConnectionInfo::new("127.0.0.1".into(), st);
+    match exchange_on(st, &mut conn, req, version).await {
+        Got::Response(r) => r,
+        Got::ResponseThenClose(_, reason) | Got::Closed(reason) => panic!(
+            "{:?} v{version} closed the connection: {reason}",
+            ApiKey::try_from(R::KEY)
+        ),
+    }
+}
+
+/// What one request on a connection led to.
+enum Got<T> {
+    /// A response (`None`: the request gets none) and the connection stays open.
+    Response(Option<T>),
+    /// A response, then the connection closes.
+    ResponseThenClose(T, String),
+    /// The connection closed without a response.
+    Closed(String),
+}
+
+async fn exchange_on<R>(
+    st: &Arc<BrokerState>,
+    conn: &mut ConnectionInfo,
+    req: &R,
+    version: i16,
+) -> Got<R::Response>
+where
+    R: Request + Encodable + HeaderVersion,
+{
     let key = ApiKey::try_from(R::KEY).expect("known key");
     let frame = encode_request(key, version, 77, Some("test"), req).expect("request encodes");
-    let conn = ConnectionInfo {
-        client_host: "127.0.0.1".into(),
-    };
-    let out = handle(st, &conn, frame.slice(4..)).await;
-    let bytes = match out {
-        Outcome::Respond(f) => f.await?,
-        Outcome::Close(reason) => panic!("{key:?} v{version} closed the connection: {reason}"),
-    };
-    let (corr, body) = split_response(bytes.slice(4..), R::Response::header_version(version))
-        .expect("response header");
-    assert_eq!(corr, 77, "{key:?} v{version} correlation id");
-    let mut b = body;
-    Some(
+    let decode = |bytes: Bytes| {
+        let (corr, body) = split_response(bytes.slice(4..), R::Response::header_version(version))
+            .expect("response header");
+        assert_eq!(corr, 77, "{key:?} v{version} correlation id");
+        let mut b = body;
         R::Response::decode(&mut b, version)
-            .unwrap_or_else(|e| panic!("{key:?} v{version} response does not decode: {e}")),
-    )
+            .unwrap_or_else(|e| panic!("{key:?} v{version} response does not decode: {e}"))
+    };
+    match handle(st, conn, frame.slice(4..)).await {
+        Outcome::Respond(f) => Got::Response(f.await.map(decode)),
+        Outcome::RespondAndClose(f, reason) => {
+            Got::ResponseThenClose(decode(f.await.expect("a response")), reason)
+        }
+        Outcome::Close(reason) => Got::Closed(reason),
+    }
 }
 
 fn name(s: &str) -> TopicName {
@@ -443,5 +480,169 @@ async fn every_advertised_version_gets_a_decodable_response() {
             .expect("response");
         assert_eq!(resp.error_code, 0);
         assert_eq!(resp.api_keys.len(), SUPPORTED.len());
+        assert!(
+            resp.api_keys
+                .iter()
+                .all(|k| k.api_key != ApiKey::SaslHandshake as i16),
+            "no SASL without a credential"
+        );
     }
+    // Without a credential the SASL APIs are not served at all (unchanged behaviour).
+    let mut conn = ConnectionInfo::new("127.0.0.1".into(), &st);
+    let got = exchange_on(&st, &mut conn, &plain_handshake(), 1).await;
+    assert!(
+        matches!(got, Got::Closed(_)),
+        "SaslHandshake without credential"
+    );
+}
+
+const USER: &str = "gatehouse-internal";
+const PASSWORD: &str = "correct horse battery staple";
+
+fn plain_handshake() -> SaslHandshakeRequest {
+    SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"))
+}
+
+fn plain_auth(user: &str, password: &str) -> SaslAuthenticateRequest {
+    let token = format!("\0{user}\0{password}");
+    SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token.into_bytes()))
+}
+
+fn sasl_range(key: ApiKey) -> std::ops::RangeInclusive<i16> {
+    let (_, min, max) = SASL_APIS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .expect("SASL API");
+    *min..=*max
+}
+
+/// After authentication the connection serves ordinary requests.
+async fn assert_serves_metadata(st: &Arc<BrokerState>, conn: &mut ConnectionInfo, what: &str) {
+    assert_eq!(conn.sasl, SaslState::Authenticated, "{what}");
+    let all_topics = MetadataRequest::default().with_topics(None);
+    match exchange_on(st, conn, &all_topics, 12).await {
+        Got::Response(Some(r)) => assert_eq!(r.topics.len(), 1, "{what}"),
+        _ => panic!("{what}: Metadata after authentication failed"),
+    }
+}
+
+#[tokio::test]
+async fn sasl_apis_answer_at_every_advertised_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let st = state_with(dir.path(), Some(InternalCredential::new(USER, PASSWORD))).await;
+    let new_conn = || ConnectionInfo::new("127.0.0.1".into(), &st);
+
+    // ApiVersions is served before authentication and advertises the SASL APIs.
+    for v in range(ApiKey::ApiVersions) {
+        let mut conn = new_conn();
+        let Got::Response(Some(resp)) =
+            exchange_on(&st, &mut conn, &ApiVersionsRequest::default(), v).await
+        else {
+            panic!("ApiVersions v{v} before authentication");
+        };
+        assert_eq!(resp.api_keys.len(), SUPPORTED.len() + SASL_APIS.len());
+        for (key, min, max) in SASL_APIS {
+            assert!(
+                resp.api_keys.iter().any(|k| k.api_key == *key as i16
+                    && k.min_version == *min
+                    && k.max_version == *max),
+                "ApiVersions v{v} advertises {key:?} {min}..={max}"
+            );
+        }
+    }
+
+    for hv in sasl_range(ApiKey::SaslHandshake) {
+        let mut conn = new_conn();
+        let Got::Response(Some(resp)) = exchange_on(&st, &mut conn, &plain_handshake(), hv).await
+        else {
+            panic!("SaslHandshake v{hv}");
+        };
+        assert_eq!(resp.error_code, 0, "SaslHandshake v{hv}");
+        assert_eq!(resp.mechanisms, vec![StrBytes::from_static_str("PLAIN")]);
+        if hv == 0 {
+            // The legacy flow: a raw token, answered by an empty frame.
+            let token = Bytes::from(format!("\0{USER}\0{PASSWORD}").into_bytes());
+            let Outcome::Respond(f) = handle(&st, &mut conn, token).await else {
+                panic!("raw PLAIN token refused");
+            };
+            assert_eq!(f.await.as_deref(), Some(&[0u8, 0, 0, 0][..]));
+            assert_serves_metadata(&st, &mut conn, "after the v0 flow").await;
+
+            let mut conn = new_conn();
+            exchange_on(&st, &mut conn, &plain_handshake(), 0).await;
+            let wrong = Bytes::from(format!("\0{USER}\0nope").into_bytes());
+            assert!(matches!(
+                handle(&st, &mut conn, wrong).await,
+                Outcome::Close(_)
+            ));
+            continue;
+        }
+        for av in sasl_range(ApiKey::SaslAuthenticate) {
+            let mut conn = new_conn();
+            exchange_on(&st, &mut conn, &plain_handshake(), hv).await;
+            let Got::Response(Some(resp)) =
+                exchange_on(&st, &mut conn, &plain_auth(USER, PASSWORD), av).await
+            else {
+                panic!("SaslAuthenticate v{av}");
+            };
+            assert_eq!(resp.error_code, 0, "SaslAuthenticate v{av}");
+            assert_serves_metadata(&st, &mut conn, &format!("SaslAuthenticate v{av}")).await;
+
+            // A wrong password: SASL_AUTHENTICATION_FAILED, then the connection closes.
+            let mut conn = new_conn();
+            exchange_on(&st, &mut conn, &plain_handshake(), hv).await;
+            let Got::ResponseThenClose(resp, _) =
+                exchange_on(&st, &mut conn, &plain_auth(USER, "wrong"), av).await
+            else {
+                panic!("SaslAuthenticate v{av} with a wrong password");
+            };
+            assert_eq!(resp.error_code, 58);
+            assert_eq!(
+                resp.error_message.as_deref(),
+                Some("Authentication failed: invalid credentials")
+            );
+        }
+    }
+
+    // Any other request before authentication closes the connection without an answer.
+    let mut conn = new_conn();
+    let got = exchange_on(&st, &mut conn, &MetadataRequest::default(), 12).await;
+    assert!(
+        matches!(got, Got::Closed(_)),
+        "Metadata before authentication"
+    );
+    let mut conn = new_conn();
+    exchange_on(&st, &mut conn, &plain_handshake(), 1).await;
+    let got = exchange_on(&st, &mut conn, &MetadataRequest::default(), 12).await;
+    assert!(
+        matches!(got, Got::Closed(_)),
+        "Metadata between handshake and authenticate"
+    );
+
+    // Out-of-order SASL requests: ILLEGAL_SASL_STATE, then close.
+    let mut conn = new_conn();
+    let Got::ResponseThenClose(resp, _) =
+        exchange_on(&st, &mut conn, &plain_auth(USER, PASSWORD), 2).await
+    else {
+        panic!("SaslAuthenticate before the handshake");
+    };
+    assert_eq!(resp.error_code, 34);
+    let mut conn = new_conn();
+    exchange_on(&st, &mut conn, &plain_handshake(), 1).await;
+    exchange_on(&st, &mut conn, &plain_auth(USER, PASSWORD), 2).await;
+    let Got::ResponseThenClose(resp, _) = exchange_on(&st, &mut conn, &plain_handshake(), 1).await
+    else {
+        panic!("a second handshake");
+    };
+    assert_eq!(resp.error_code, 34);
+
+    // Only PLAIN is enabled.
+    let mut conn = new_conn();
+    let scram =
+        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("SCRAM-SHA-256"));
+    let Got::ResponseThenClose(resp, _) = exchange_on(&st, &mut conn, &scram, 1).await else {
+        panic!("SCRAM handshake");
+    };
+    assert_eq!(resp.error_code, 33);
+    assert_eq!(resp.mechanisms, vec![StrBytes::from_static_str("PLAIN")]);
 }

@@ -9,6 +9,12 @@
 //! When the stream fails (EOF, I/O error, an oversized or malformed frame), the connection is
 //! closed for good: every waiting request and every later one gets a copy of the error.
 //!
+//! With [`ConnectionConfig::sasl`] set, the connection authenticates right after ApiVersions:
+//! SaslHandshake v1, then SaslAuthenticate (v0..v2, the highest the broker speaks) carrying
+//! the PLAIN token or the SCRAM messages (see [`super::sasl`]). A refusal fails
+//! [`Connection::connect`] with [`ProtocolError::Broker`] and the broker's error code
+//! (SASL_AUTHENTICATION_FAILED, UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE) and message.
+//!
 //! The transport is generic ([`Connection::from_stream`] takes any [`Transport`]), so TLS can be
 //! slotted in later; [`Connection::connect`] is the plain-TCP shortcut.
 
@@ -19,7 +25,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, SaslAuthenticateRequest, SaslHandshakeRequest,
+};
 use kafka_protocol::protocol::{HeaderVersion, Request, StrBytes, VersionRange};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpStream, ToSocketAddrs};
@@ -28,6 +36,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, trace, warn};
 
 use super::errors::{broker_error, duplicate, unsupported_version};
+use super::sasl::{SaslCredentials, SaslMechanism, ScramClient, new_nonce, plain_token};
 use crate::ProtocolError;
 use crate::frame::{DEFAULT_MAX_FRAME_SIZE, FrameDecoder};
 use crate::header::{decode_body, encode_request, split_response};
@@ -58,6 +67,8 @@ pub struct ConnectionConfig {
     pub connect_timeout: Duration,
     /// Send ApiVersions on connect and negotiate versions (turn off only for raw proxying).
     pub negotiate_versions: bool,
+    /// Authenticate with SASL right after version negotiation (`None`: no authentication).
+    pub sasl: Option<SaslCredentials>,
 }
 
 impl Default for ConnectionConfig {
@@ -68,6 +79,7 @@ impl Default for ConnectionConfig {
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             negotiate_versions: true,
+            sasl: None,
         }
     }
 }
@@ -172,6 +184,22 @@ fn connection_closed(peer: &str, why: &str) -> ProtocolError {
     ))
 }
 
+/// The response of a request queued with [`Connection::submit_raw`].
+pub type RawResponse =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, ProtocolError>> + Send>>;
+
+/// [`PendingGuard`] that owns its handle, for futures that outlive the call.
+struct OwnedPendingGuard {
+    shared: Arc<Shared>,
+    correlation_id: i32,
+}
+
+impl Drop for OwnedPendingGuard {
+    fn drop(&mut self) {
+        self.shared.forget(self.correlation_id);
+    }
+}
+
 /// Removes the waiter when a request finishes, fails, times out or is cancelled.
 struct PendingGuard<'a> {
     shared: &'a Shared,
@@ -237,7 +265,8 @@ impl Connection {
 
     /// Runs a connection over an already established stream (TLS, a test duplex...). `peer`
     /// names the other side in logs and errors. Sends ApiVersions unless
-    /// [`ConnectionConfig::negotiate_versions`] is off.
+    /// [`ConnectionConfig::negotiate_versions`] is off, then authenticates when
+    /// [`ConnectionConfig::sasl`] is set.
     pub async fn from_stream<S: Transport>(
         stream: S,
         peer: impl Into<String>,
@@ -266,6 +295,9 @@ impl Connection {
         };
         if conn.config.negotiate_versions {
             conn.negotiate().await?;
+        }
+        if let Some(credentials) = conn.config.sasl.clone() {
+            conn.authenticate(&credentials).await?;
         }
         Ok(conn)
     }
@@ -468,6 +500,89 @@ impl Connection {
         Ok(response.freeze())
     }
 
+    /// Like [`Connection::send_raw`], but in two steps, for proxies that must keep requests in
+    /// order: awaiting `submit_raw` queues the frame (so the next call is queued after it),
+    /// and the returned future then waits for the response (correlation id restored).
+    pub async fn submit_raw(&self, request: Bytes) -> Result<RawResponse, ProtocolError> {
+        let (frame, original, api, version) = self.rewrite_raw(&request)?;
+        let correlation_id = frame.1;
+        let rx = self.shared.register(correlation_id)?;
+        let guard = OwnedPendingGuard {
+            shared: self.shared.clone(),
+            correlation_id,
+        };
+        self.outgoing
+            .send(frame.0)
+            .await
+            .map_err(|_| self.shared.closed_error())?;
+        let timeout = self.config.request_timeout;
+        let peer = self.shared.peer.clone();
+        Ok(Box::pin(async move {
+            let _guard = guard;
+            let frame = match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(result)) => result?,
+                Ok(Err(_)) => return Err(_guard.shared.closed_error()),
+                Err(_) => {
+                    return Err(ProtocolError::Io(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "{} v{version} to {peer} timed out after {timeout:?}",
+                            api_name(api)
+                        ),
+                    )));
+                }
+            };
+            let mut response = BytesMut::from(&frame[..]);
+            if response.len() >= 4 {
+                response[..4].copy_from_slice(&original);
+            }
+            Ok(response.freeze())
+        }))
+    }
+
+    /// Queues a raw request that gets no response (Produce with acks=0), with this
+    /// connection's own correlation id.
+    pub async fn submit_raw_oneway(&self, request: Bytes) -> Result<(), ProtocolError> {
+        let ((frame, _), _, _, _) = self.rewrite_raw(&request)?;
+        if self.is_closed() {
+            return Err(self.shared.closed_error());
+        }
+        self.outgoing
+            .send(frame)
+            .await
+            .map_err(|_| self.shared.closed_error())
+    }
+
+    /// Builds the size-prefixed frame of a raw request with a fresh correlation id; returns
+    /// (frame, id), the client's original id bytes, the API key and version.
+    #[allow(clippy::type_complexity)]
+    fn rewrite_raw(
+        &self,
+        request: &Bytes,
+    ) -> Result<((Bytes, i32), [u8; 4], i16, i16), ProtocolError> {
+        if request.len() < 8 {
+            return Err(ProtocolError::Truncated {
+                what: "request header",
+                needed: 8,
+                had: request.len(),
+            });
+        }
+        let api = i16::from_be_bytes([request[0], request[1]]);
+        let version = i16::from_be_bytes([request[2], request[3]]);
+        let original = [request[4], request[5], request[6], request[7]];
+        let size = i32::try_from(request.len()).map_err(|_| ProtocolError::FrameTooLarge {
+            size: request.len(),
+            max: i32::MAX as usize,
+        })?;
+        let id = self.next_correlation_id();
+        let mut out = BytesMut::with_capacity(4 + request.len());
+        out.put_i32(size);
+        out.put_slice(&request[..4]);
+        out.put_i32(id);
+        out.put_slice(&request[8..]);
+        Ok(((out.freeze(), id), original, api, version))
+    }
+
     /// Allocates a correlation id, registers a waiter, queues the frame built for that id and
     /// waits for the matching response frame (size prefix stripped, header not yet parsed).
     async fn roundtrip(
@@ -586,6 +701,85 @@ impl Connection {
                 "negotiated API versions");
             return Ok(());
         }
+    }
+}
+
+impl Connection {
+    /// SaslHandshake v1 then SaslAuthenticate, PLAIN or SCRAM. Any refusal is an error.
+    async fn authenticate(&self, credentials: &SaslCredentials) -> Result<(), ProtocolError> {
+        let mechanism = credentials.mechanism;
+        let context = format!(
+            "SASL {mechanism} authentication as {:?} to {}",
+            credentials.username, self.shared.peer
+        );
+        // v0 is the legacy flow with raw, header-less tokens; we speak v1 only.
+        let handshake_version = self.pick_version(
+            ApiKey::SaslHandshake as i16,
+            VersionRange { min: 1, max: 1 },
+        )?;
+        let handshake = self
+            .send(
+                SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_static_str(mechanism.name())),
+                handshake_version,
+            )
+            .await?;
+        if handshake.error_code != 0 {
+            let enabled: Vec<&str> = handshake.mechanisms.iter().map(|m| m.as_str()).collect();
+            let message = format!("broker enables {enabled:?}");
+            return Err(broker_error(
+                handshake.error_code,
+                &format!("{context}: SaslHandshake"),
+                Some(&message),
+            ));
+        }
+        let version = self.version_for::<SaslAuthenticateRequest>()?;
+        match mechanism {
+            SaslMechanism::Plain => {
+                let token = plain_token(&credentials.username, &credentials.password);
+                self.sasl_round(token, version, &context).await?;
+            }
+            SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => {
+                let mut scram = ScramClient::new(
+                    mechanism,
+                    &credentials.username,
+                    &credentials.password,
+                    new_nonce(),
+                )?;
+                let server_first = self
+                    .sasl_round(scram.client_first(), version, &context)
+                    .await?;
+                let client_final = scram.client_final(&server_first)?;
+                let server_final = self.sasl_round(client_final, version, &context).await?;
+                scram.verify_server_final(&server_final)?;
+            }
+        }
+        debug!(peer = %self.shared.peer, %mechanism, username = %credentials.username,
+            "SASL authentication succeeded");
+        Ok(())
+    }
+
+    /// One SaslAuthenticate round trip: sends `token`, returns the server's token.
+    async fn sasl_round(
+        &self,
+        token: Vec<u8>,
+        version: i16,
+        context: &str,
+    ) -> Result<Bytes, ProtocolError> {
+        let response = self
+            .send(
+                SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
+                version,
+            )
+            .await?;
+        if response.error_code != 0 {
+            return Err(broker_error(
+                response.error_code,
+                context,
+                response.error_message.as_deref(),
+            ));
+        }
+        Ok(response.auth_bytes)
     }
 }
 

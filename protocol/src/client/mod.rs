@@ -13,6 +13,11 @@
 //! - [`GroupMember`]: join → sync → heartbeat in the background, with a range assignor run by
 //!   the group leader; the leader of a group can act as the single writer of an internal topic.
 //!
+//! SASL: set [`ConnectionConfig::sasl`] (or [`ClientConfig::with_sasl`]) to a
+//! [`SaslCredentials`]; every connection then authenticates with PLAIN or
+//! SCRAM-SHA-256/512 after ApiVersions, and a refusal is a [`ProtocolError::Broker`] carrying
+//! the broker's code (58 SASL_AUTHENTICATION_FAILED, 33 UNSUPPORTED_SASL_MECHANISM...).
+//!
 //! Kafka error codes in responses become [`ProtocolError::Broker`]; see [`error_code_from_i16`].
 //! Leader and coordinator changes are retried after a metadata refresh ([`ClientConfig::retries`]).
 
@@ -20,6 +25,7 @@ mod connection;
 mod errors;
 mod group;
 mod metadata;
+mod sasl;
 #[cfg(test)]
 mod tests;
 
@@ -44,7 +50,7 @@ use kafka_protocol::protocol::{Message, Request, StrBytes, VersionRange};
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
-pub use connection::{API_VERSIONS_FIRST_TRY, Connection, ConnectionConfig, Transport};
+pub use connection::{API_VERSIONS_FIRST_TRY, Connection, ConnectionConfig, RawResponse, Transport};
 pub use errors::{broker_code, broker_error, check, error_code_from_i16, is_io, is_retriable_code};
 pub use group::{
     CommittedOffset, GroupAssignment, GroupMember, GroupMemberConfig, JoinGroupOptions,
@@ -52,6 +58,7 @@ pub use group::{
     decode_subscription, encode_assignment, encode_subscription, range_assign,
 };
 pub use metadata::{BrokerInfo, ClusterMetadata, PartitionMetadata, TopicMetadata};
+pub use sasl::{SaslCredentials, SaslMechanism};
 
 use crate::ProtocolError;
 
@@ -113,6 +120,13 @@ impl ClientConfig {
             retries: 5,
             retry_backoff: Duration::from_millis(100),
         }
+    }
+
+    /// Every broker connection authenticates with `credentials` (sets
+    /// [`ConnectionConfig::sasl`] of [`ClientConfig::connection`]).
+    pub fn with_sasl(mut self, credentials: SaslCredentials) -> Self {
+        self.connection.sasl = Some(credentials);
+        self
     }
 }
 

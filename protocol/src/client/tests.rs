@@ -961,3 +961,166 @@ async fn group_member_leads_assigns_and_rejoins() {
     within(member.leave()).await.expect("leave");
     assert_eq!(server.count(ApiKey::LeaveGroup), 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// SASL.
+
+/// What the fake SCRAM server does in server-final.
+#[derive(Clone, Copy, PartialEq)]
+enum ScramServer {
+    /// Checks the proof and signs honestly.
+    Honest,
+    /// Accepts any proof and sends a made-up signature (a server that lacks the password).
+    Forger,
+}
+
+/// A fake broker that speaks SCRAM-SHA-512 for user "alice" / password "wonderland", checking
+/// the client's proof with a mirror of the client computation.
+fn scram_broker(mode: ScramServer) -> Handler {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as B64;
+    const RANGES: &[(ApiKey, i16, i16)] = &[
+        (ApiKey::ApiVersions, 0, 3),
+        (ApiKey::Metadata, 0, 12),
+        (ApiKey::SaslHandshake, 0, 1),
+        (ApiKey::SaslAuthenticate, 0, 2),
+    ];
+    // After client-first: (the client-final we expect, the server signature to send).
+    type Expected = Option<(Vec<u8>, Vec<u8>)>;
+    let expected: Arc<Mutex<Expected>> = Arc::new(Mutex::new(None));
+    with_versions(RANGES, move |req| {
+        if req.key() == ApiKey::SaslHandshake as i16 {
+            let r: SaslHandshakeRequest = req.decode();
+            let code = if r.mechanism.as_str() == "SCRAM-SHA-512" {
+                0
+            } else {
+                33
+            };
+            return one(req.reply(
+                &SaslHandshakeResponse::default()
+                    .with_error_code(code)
+                    .with_mechanisms(vec![sb("SCRAM-SHA-512")]),
+            ));
+        }
+        if req.key() == ApiKey::SaslAuthenticate as i16 {
+            let r: SaslAuthenticateRequest = req.decode();
+            let mut state = expected.lock().expect("state");
+            let resp = match state.take() {
+                None => {
+                    let first = std::str::from_utf8(&r.auth_bytes).expect("utf8");
+                    let nonce = first
+                        .strip_prefix("n,,n=alice,r=")
+                        .expect("client-first for alice")
+                        .to_owned();
+                    let server_first = format!(
+                        "r={nonce}Srv0nce,s={},i=4096",
+                        B64.encode(b"NaCl-salt-bytes")
+                    );
+                    let mut mirror = super::sasl::ScramClient::new(
+                        SaslMechanism::ScramSha512,
+                        "alice",
+                        "wonderland",
+                        nonce,
+                    )
+                    .expect("mirror");
+                    let client_final = mirror
+                        .client_final(server_first.as_bytes())
+                        .expect("mirror final");
+                    let signature = mirror.server_signature().expect("signature").to_vec();
+                    *state = Some((client_final, signature));
+                    SaslAuthenticateResponse::default()
+                        .with_auth_bytes(Bytes::from(server_first.into_bytes()))
+                }
+                Some((client_final, signature)) => {
+                    if mode == ScramServer::Forger {
+                        SaslAuthenticateResponse::default()
+                            .with_auth_bytes(Bytes::from_static(b"v=AAAAAAAAAAAAAAAAAAAAAA=="))
+                    } else if r.auth_bytes[..] == client_final[..] {
+                        let v = format!("v={}", B64.encode(signature));
+                        SaslAuthenticateResponse::default()
+                            .with_auth_bytes(Bytes::from(v.into_bytes()))
+                    } else {
+                        SaslAuthenticateResponse::default()
+                            .with_error_code(58)
+                            .with_error_message(Some(sb(
+                                "Authentication failed during authentication due to invalid \
+                                 credentials with SASL mechanism SCRAM-SHA-512",
+                            )))
+                    }
+                }
+            };
+            return one(req.reply(&resp));
+        }
+        one(echo_topic(req))
+    })
+}
+
+fn scram_config(password: &str) -> ConnectionConfig {
+    ConnectionConfig {
+        sasl: Some(SaslCredentials::new(
+            SaslMechanism::ScramSha512,
+            "alice",
+            password,
+        )),
+        ..fast_config()
+    }
+}
+
+#[tokio::test]
+async fn scram_sha512_authenticates_and_checks_the_server() {
+    let server = FakeBroker::start(scram_broker(ScramServer::Honest)).await;
+    let conn = within(Connection::connect(server.addr, scram_config("wonderland")))
+        .await
+        .expect("SCRAM authentication");
+    let r = within(conn.send(metadata_for("after-auth"), None))
+        .await
+        .expect("metadata");
+    assert_eq!(first_topic(&r), "after-auth");
+    assert_eq!(
+        server.requests(),
+        vec![
+            (ApiKey::ApiVersions as i16, 3),
+            (ApiKey::SaslHandshake as i16, 1),
+            (ApiKey::SaslAuthenticate as i16, 2),
+            (ApiKey::SaslAuthenticate as i16, 2),
+            (ApiKey::Metadata as i16, 12),
+        ]
+    );
+
+    let server = FakeBroker::start(scram_broker(ScramServer::Honest)).await;
+    let e = within(Connection::connect(
+        server.addr,
+        scram_config("looking-glass"),
+    ))
+    .await
+    .expect_err("wrong password");
+    assert_eq!(
+        broker_code(&e),
+        Some(ErrorCode::SaslAuthenticationFailed),
+        "{e}"
+    );
+    assert!(e.to_string().contains("invalid credentials"), "{e}");
+    assert!(!e.to_string().contains("looking-glass"), "{e}");
+
+    let server = FakeBroker::start(scram_broker(ScramServer::Forger)).await;
+    let e = within(Connection::connect(server.addr, scram_config("wonderland")))
+        .await
+        .expect_err("forged server signature");
+    assert!(e.to_string().contains("server signature"), "{e}");
+
+    // A mechanism the server lacks.
+    let server = FakeBroker::start(scram_broker(ScramServer::Honest)).await;
+    let config = ConnectionConfig {
+        sasl: Some(SaslCredentials::plain("alice", "wonderland")),
+        ..fast_config()
+    };
+    let e = within(Connection::connect(server.addr, config))
+        .await
+        .expect_err("PLAIN not enabled");
+    assert_eq!(
+        broker_code(&e),
+        Some(ErrorCode::UnsupportedSaslMechanism),
+        "{e}"
+    );
+    assert!(e.to_string().contains("SCRAM-SHA-512"), "{e}");
+}
