@@ -64,7 +64,8 @@ pub struct ValidatedToken {
 pub struct TokenError(pub String);
 
 /// Boxed future returned by [`TokenValidator::validate`].
-pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<ValidatedToken, TokenError>> + Send + 'a>>;
+pub type TokenFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<ValidatedToken, TokenError>> + Send + 'a>>;
 
 /// Validates bearer tokens (SASL/OAUTHBEARER and the registry's `Authorization: Bearer`).
 pub trait TokenValidator: Send + Sync + 'static {
