@@ -57,6 +57,7 @@ pub struct AuditService {
     node_id: String,
     #[allow(dead_code)] // see `fingerprint()`
     fingerprint: String,
+    internal_mac_key: [u8; 32],
 }
 
 impl AuditService {
@@ -69,6 +70,14 @@ impl AuditService {
     #[allow(dead_code)] // read by tests/audit_serve.rs; `serve` does not print it yet
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// The key that authenticates records of the `_gatehouse_*` topics, derived from the master
+    /// key (SHA-256 over a fixed label and the key), so every node with the same master key
+    /// derives the same one and nothing else can.
+    #[allow(dead_code)] // tests/audit_serve.rs compiles this module without using it
+    pub fn internal_mac_key(&self) -> [u8; 32] {
+        self.internal_mac_key
     }
 
     /// The master key's fingerprint (16 hex digits; not secret).
@@ -120,12 +129,13 @@ pub async fn open(data_dir: &Path) -> Result<AuditService> {
 pub async fn open_with(data_dir: &Path, env_key: Option<&str>) -> Result<AuditService> {
     let data_dir = data_dir.to_path_buf();
     let env_key = env_key.map(str::to_owned);
-    let (log, report, node_id, fingerprint, source) =
+    let (log, report, node_id, fingerprint, source, internal_mac_key) =
         tokio::task::spawn_blocking(move || -> Result<_> {
             fs::create_dir_all(&data_dir)
                 .with_context(|| format!("cannot create {}", data_dir.display()))?;
             let (key, source) = master_key(&data_dir, env_key.as_deref())?;
             let fingerprint = fingerprint(&key);
+            let internal_mac_key = derive(&key, b"gatehouse/internal-topic-mac/v1");
             check_fingerprint(&data_dir, &fingerprint)?;
             let node_id = node_id(&data_dir)?;
             let dir = data_dir.join("audit");
@@ -135,7 +145,7 @@ pub async fn open_with(data_dir: &Path, env_key: Option<&str>) -> Result<AuditSe
                 MasterKey::from_bytes(*key),
             )
             .with_context(|| format!("cannot open the audit trail at {}", dir.display()))?;
-            Ok((log, report, node_id, fingerprint, source))
+            Ok((log, report, node_id, fingerprint, source, internal_mac_key))
         })
         .await
         .context("the audit trail's opening task failed")??;
@@ -168,6 +178,7 @@ pub async fn open_with(data_dir: &Path, env_key: Option<&str>) -> Result<AuditSe
         log,
         node_id,
         fingerprint,
+        internal_mac_key,
     })
 }
 
@@ -279,6 +290,16 @@ fn node_id(data_dir: &Path) -> Result<String> {
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
+}
+
+/// SHA-256(label ‖ 0x00 ‖ key): a key for one purpose, derived from the master key.
+fn derive(key: &[u8; 32], label: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(label);
+    h.update([0u8]);
+    h.update(key);
+    h.finalize().into()
 }
 
 /// First 16 hex digits of SHA-256(0x00 ‖ key).

@@ -31,6 +31,42 @@ pub struct BrokerTuning {
     pub topic_defaults: gatehouse_broker::TopicDefaults,
 }
 
+/// Gateway tuning, `[gateway]` in the config file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayTuning {
+    /// Allow the plaintext listener on a non-loopback address.
+    pub allow_plaintext_remote: bool,
+    /// Server certificate and key (PEM); empty: generated in `<data-dir>/tls`.
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// CA for client certificates (mTLS); empty: client certificates are not requested.
+    pub client_ca: String,
+    /// Refuse TLS clients without a certificate (only with `client_ca`).
+    pub require_client_cert: bool,
+    /// Kafka's `ssl.principal.mapping.rules` for mTLS principals.
+    pub principal_mapping_rules: String,
+    /// Principals allowed everything (except internal topics).
+    pub super_users: Vec<String>,
+    /// SASL mechanisms offered (OAUTHBEARER also needs `oidc_issuer`).
+    pub sasl_mechanisms: Vec<String>,
+    /// Longest SASL session before re-authentication (KIP-368); 0 = no limit.
+    pub session_lifetime_ms: u64,
+    /// Most client connections held at once.
+    pub max_connections: usize,
+    /// Failed logins per client IP per minute before further attempts are refused.
+    pub max_failures_per_minute: u32,
+    /// Largest request from an authenticated client.
+    pub max_request_bytes: usize,
+    /// How long SIGTERM waits for in-flight requests.
+    pub drain_timeout_ms: u64,
+    /// SASL mechanism for the gateway's own connections to an external upstream
+    /// (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`; empty = none). The password comes from
+    /// `GATEHOUSE_UPSTREAM_PASSWORD`, never from a file.
+    pub upstream_sasl_mechanism: String,
+    pub upstream_username: String,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -71,6 +107,7 @@ pub struct Config {
     pub kms_key_id: Option<String>,
     pub log_format: LogFormat,
     pub broker: BrokerTuning,
+    pub gateway: GatewayTuning,
 }
 
 fn merge(base: &mut toml::Value, over: toml::Value) {
@@ -127,6 +164,7 @@ impl Config {
             group_min_session_timeout_ms: t.group_min_session_timeout_ms,
             group_max_session_timeout_ms: t.group_max_session_timeout_ms,
             topic_defaults: t.topic_defaults.clone(),
+            internal_credential: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 mod admin;
 mod audit_cli;
 mod audit_service;
+mod gateway_service;
 mod config;
 mod schema_cli;
 
@@ -176,23 +177,11 @@ fn init_logging(format: LogFormat) {
 /// Notes, once at start-up, the flags of parts that are not built yet.
 fn report_unbuilt(c: &Config, serve: bool) {
     let mut pending = Vec::new();
-    if c.upstream_bootstrap.is_some() {
-        pending.push("--upstream-bootstrap (gateway: issue 4)");
-    }
-    if c.oidc_issuer.is_some() || c.oidc_audience.is_some() {
-        pending.push("--oidc-* (authentication: issue 4)");
-    }
     if c.kms_endpoint.is_some() || c.kms_key_id.is_some() || c.kms != config::Kms::Local {
         pending.push("--kms* (key vault: issue 5)");
     }
-    if c.gateway_advertised_host.is_some() || c.gateway_node_port_base.is_some() {
-        pending.push("--gateway-* (gateway: issue 4)");
-    }
-    if serve {
-        tracing::info!(
-            gateway = %c.gateway_listen, registry = %c.registry_listen,
-            "The gateway and registry are not built yet; until they are, `serve` runs the broker core and clients connect to it directly on the broker listener."
-        );
+    if !serve && (c.upstream_bootstrap.is_some() || c.oidc_issuer.is_some()) {
+        pending.push("--upstream-bootstrap / --oidc-* (used by `serve` only)");
     }
     for p in pending {
         tracing::warn!(
@@ -261,24 +250,49 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
     } else {
         None
     };
-    let broker = gatehouse_broker::Broker::start(c.broker_config(c.broker_listen))
-        .await
-        .context("the broker could not start")?;
-    let addr = broker.local_addr();
-    let parts = if serve {
-        vec!["broker", "registry"]
+    let external = serve && c.upstream_bootstrap.is_some();
+    // Under serve the bundled broker requires a per-start internal credential (unless
+    // --broker-open), so only the gateway and the internal clients can use it.
+    let internal = (serve && !c.broker_open && !external).then(gateway_service::internal_credential);
+    let broker = if external {
+        None
     } else {
-        vec!["broker"]
+        let mut bc = c.broker_config(c.broker_listen);
+        bc.internal_credential = internal.as_ref().map(|(b, _)| b.clone());
+        Some(
+            gatehouse_broker::Broker::start(bc)
+                .await
+                .context("the broker could not start")?,
+        )
     };
+    let mut parts = vec![];
+    if broker.is_some() {
+        parts.push("broker");
+    }
+    if serve {
+        parts.push("registry");
+        parts.push("gateway");
+    }
     let admin = admin::start(c.admin_listen, admin::Health::new(parts))
         .await
         .context("the admin listener could not start")?;
-    admin.health.set_ready("broker");
+    let upstream = match &broker {
+        Some(b) => {
+            admin.health.set_ready("broker");
+            let credential = internal.as_ref().map(|(_, s)| s.clone());
+            match credential {
+                Some(cred) => gateway_service::upstream_config(&c, Some((b.local_addr(), cred)))?,
+                None => gatehouse_gateway::UpstreamConfig::new(vec![b.local_addr().to_string()]),
+            }
+        }
+        None => gateway_service::upstream_config(&c, None)?,
+    };
     let registry = if serve {
         let listen = registry_listen(c.registry_listen);
         let rcfg = gatehouse_registry::RegistryServerConfig {
             listen,
-            bootstrap: addr.to_string(),
+            bootstrap: upstream.bootstrap.join(","),
+            sasl: upstream.sasl.clone(),
         };
         let r = match &audit {
             Some(a) => gatehouse_registry::server::start_with_audit(rcfg, a.sink()).await,
@@ -290,8 +304,33 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
     } else {
         None
     };
+    let gateway = match (&audit, serve) {
+        (Some(a), true) => {
+            let g = gateway_service::start(&c, upstream.clone(), Some(a.sink()), a.internal_mac_key())
+                .await?;
+            admin.health.set_ready("gateway");
+            Some(g)
+        }
+        _ => None,
+    };
     println!("Gatehouse is up.");
-    println!("  broker (Kafka protocol): {addr}");
+    if let Some(b) = &broker {
+        let how = if internal.is_some() {
+            " (loopback, internal credential only)"
+        } else {
+            ""
+        };
+        println!("  broker (Kafka protocol): {}{how}", b.local_addr());
+    }
+    if let Some(g) = &gateway {
+        if let Some(a) = g.gateway.addr(gatehouse_gateway::ListenerKind::Tls) {
+            println!("  gateway (TLS + SASL):    {a}");
+        }
+        if let Some(a) = g.gateway.addr(gatehouse_gateway::ListenerKind::Plain) {
+            println!("  gateway (plain + SASL):  {a}");
+        }
+        println!("  CA certificate:          {}", g.ca.display());
+    }
     if let Some(r) = &registry {
         println!("  schema registry (REST):  http://{}", r.local_addr());
     }
@@ -300,32 +339,89 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
         admin.local_addr
     );
     println!("  data directory:          {}", c.data_dir.display());
-    println!("Try it:");
-    println!("  kcat -b {addr} -L");
-    println!(
-        "  python3 -c \"from confluent_kafka import Producer; p=Producer({{'bootstrap.servers':'{addr}'}}); p.produce('demo', b'hello'); p.flush()\""
-    );
+    match &gateway {
+        Some(g) => {
+            if let Some(p) = &g.generated_admin_password {
+                println!("The admin user was created with this password (shown once; set {} to choose it):", gateway_service::ADMIN_PASSWORD_ENV);
+                println!("  {p}");
+            }
+            let host = gateway_service::advertised_host(&c);
+            let port = c.gateway_listen.port();
+            let ca = g.ca.display();
+            println!("Try it (user admin, the password above or ${}):", gateway_service::ADMIN_PASSWORD_ENV);
+            println!(
+                "  kcat -b {host}:{port} -X security.protocol=SASL_SSL -X ssl.ca.location={ca} \\\n       -X sasl.mechanisms=SCRAM-SHA-256 -X sasl.username=admin -X sasl.password=\"${}\" -L",
+                gateway_service::ADMIN_PASSWORD_ENV
+            );
+            println!(
+                "  python3 -c \"import os; from confluent_kafka import Producer; p=Producer({{'bootstrap.servers':'{host}:{port}','security.protocol':'SASL_SSL','ssl.ca.location':'{ca}','sasl.mechanisms':'SCRAM-SHA-256','sasl.username':'admin','sasl.password':os.environ['{}']}}); p.produce('demo', b'hello'); p.flush()\"",
+                gateway_service::ADMIN_PASSWORD_ENV
+            );
+        }
+        None => {
+            if let Some(b) = &broker {
+                let addr = b.local_addr();
+                println!("Try it:");
+                println!("  kcat -b {addr} -L");
+                println!(
+                    "  python3 -c \"from confluent_kafka import Producer; p=Producer({{'bootstrap.servers':'{addr}'}}); p.produce('demo', b'hello'); p.flush()\""
+                );
+            }
+        }
+    }
     println!(
         "  (create topics first, e.g. with confluent_kafka.admin.AdminClient; auto-create is off unless --auto-create-topics)"
     );
     if let Some(r) = &registry {
         println!("  curl http://{}/subjects", r.local_addr());
     }
-    shutdown_signal().await;
+    let reload = gateway.as_ref().map(|g| g.tls.clone());
+    wait_for_stop(reload).await;
     tracing::info!("Shutting down.");
     admin.health.set_stopping();
+    if let Some(g) = gateway {
+        g.gateway.shutdown(g.drain).await;
+    }
     if let Some(r) = registry {
         if let Err(e) = r.shutdown().await {
             tracing::warn!(error = %e, "The registry did not stop cleanly.");
         }
     }
-    broker.shutdown().await;
+    if let Some(b) = broker {
+        b.shutdown().await;
+    }
     if let Some(a) = audit {
         if let Err(e) = a.close().await {
             tracing::warn!(error = %format!("{e:#}"), "The audit trail did not close cleanly.");
         }
     }
     Ok(())
+}
+
+/// Waits for SIGTERM or Ctrl-C; SIGHUP reloads the gateway's certificate meanwhile.
+async fn wait_for_stop(tls: Option<std::sync::Arc<gatehouse_gateway::tls::TlsServer>>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            let stop = shutdown_signal();
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = hup.recv() => match &tls {
+                        Some(t) => match t.reload() {
+                            Ok(()) => tracing::info!("SIGHUP: the gateway certificate was reloaded."),
+                            Err(e) => tracing::error!(error = %e, "SIGHUP: the new certificate could not be loaded; the old one stays."),
+                        },
+                        None => tracing::info!("SIGHUP: nothing to reload."),
+                    },
+                }
+            }
+        }
+    }
+    let _ = tls;
+    shutdown_signal().await;
 }
 
 fn main() -> Result<()> {
@@ -352,6 +448,8 @@ fn main() -> Result<()> {
         return Ok(());
     }
     init_logging(config.log_format);
+    // Both ring and aws-lc-rs are linked; rustls needs the process default chosen once.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

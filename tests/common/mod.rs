@@ -52,7 +52,16 @@ pub struct BrokerOptions {
     pub base_dir: Option<PathBuf>,
     /// `RUST_LOG` for the broker when the environment does not set one (default `info`).
     pub log_level: Option<&'static str>,
+    /// Run `gatehouse serve` (broker + registry + gateway) instead of `gatehouse broker`,
+    /// with the admin password [`ADMIN_PASSWORD`] and a fixed test master key.
+    pub serve: bool,
 }
+
+/// The `admin` super user's password under `serve` in the tests.
+pub const ADMIN_PASSWORD: &str = "admin-secret-for-tests";
+/// The master key the tests give `serve` (hex, 32 bytes).
+pub const TEST_MASTER_KEY: &str =
+    "4242424242424242424242424242424242424242424242424242424242424242";
 
 /// A running `gatehouse broker` child process. Killed (SIGKILL) on drop.
 pub struct Broker {
@@ -62,6 +71,9 @@ pub struct Broker {
     bin: PathBuf,
     broker_port: u16,
     admin_port: u16,
+    gateway_port: u16,
+    plain_port: u16,
+    registry_port: u16,
     options: BrokerOptions,
     child: Option<Child>,
     starts: usize,
@@ -107,6 +119,9 @@ impl Broker {
             bin: gatehouse_bin(),
             broker_port: free_port(),
             admin_port: free_port(),
+            gateway_port: free_port(),
+            plain_port: free_port(),
+            registry_port: free_port(),
             options,
             child: None,
             starts: 0,
@@ -126,6 +141,36 @@ impl Broker {
 
     pub fn admin_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.admin_port))
+    }
+
+    /// Under `serve`: the gateway's TLS listener.
+    pub fn gateway_tls(&self) -> String {
+        format!("localhost:{}", self.gateway_port)
+    }
+
+    /// Under `serve`: the gateway's plaintext (SASL) listener.
+    pub fn gateway_plain(&self) -> String {
+        format!("127.0.0.1:{}", self.plain_port)
+    }
+
+    /// Under `serve`: the gateway's plaintext listener as a socket address.
+    pub fn gateway_plain_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.plain_port))
+    }
+
+    /// Under `serve`: the gateway's TLS listener as a socket address.
+    pub fn gateway_tls_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.gateway_port))
+    }
+
+    /// Under `serve`: the registry's address.
+    pub fn registry_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.registry_port))
+    }
+
+    /// Under `serve`: the CA certificate clients trust.
+    pub fn ca_pem(&self) -> PathBuf {
+        self.data_dir().join("tls").join("ca.pem")
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -175,8 +220,22 @@ impl Broker {
         let mut header = log.try_clone().expect("clone log handle");
         let _ = writeln!(header, "===== gatehouse start #{} =====", self.starts);
         let mut cmd = Command::new(&self.bin);
-        cmd.arg("broker")
-            .arg("--data-dir")
+        if self.options.serve {
+            cmd.arg("serve")
+                .arg("--gateway-listen")
+                .arg(format!("127.0.0.1:{}", self.gateway_port))
+                .arg("--gateway-plain-listen")
+                .arg(format!("127.0.0.1:{}", self.plain_port))
+                .arg("--gateway-advertised-host")
+                .arg("localhost")
+                .arg("--registry-listen")
+                .arg(format!("127.0.0.1:{}", self.registry_port))
+                .env("GATEHOUSE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+                .env("GATEHOUSE_MASTER_KEY", TEST_MASTER_KEY);
+        } else {
+            cmd.arg("broker");
+        }
+        cmd.arg("--data-dir")
             .arg(self.data_dir())
             .arg("--broker-listen")
             .arg(format!("127.0.0.1:{}", self.broker_port))
@@ -848,6 +907,7 @@ pub fn start_registry(
     let config = gatehouse_registry::RegistryServerConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         bootstrap: bootstrap.to_string(),
+        sasl: None,
     };
     let until = Instant::now() + Duration::from_secs(60);
     loop {
