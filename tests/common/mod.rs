@@ -293,6 +293,25 @@ impl Broker {
         }
     }
 
+    /// SIGTERM the process and wait (up to 30 s) for it to exit.
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let until = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < until {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// SIGKILL the broker (like `kill -9`) and reap it.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
