@@ -293,6 +293,11 @@ impl Broker {
         }
     }
 
+    /// The child's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGTERM the process and wait (up to 30 s) for it to exit.
     pub fn terminate(&mut self) {
         if let Some(mut child) = self.child.take() {

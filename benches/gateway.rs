@@ -1,0 +1,429 @@
+//! The gateway's cost: `cargo bench --bench gateway` (or `scripts/bench-gateway.sh`).
+//!
+//! One release `gatehouse serve --broker-open --log-flush os` (so disk noise does not hide the
+//! gateway's cost), and the same librdkafka producer/consumer run three ways in one command:
+//!
+//! 1. `direct`: plaintext straight to the bundled broker (the baseline);
+//! 2. `gw-plain`: through the gateway's plaintext listener, SASL/PLAIN as a super user;
+//! 3. `gw-tls-scram-acl`: through the TLS listener with SCRAM-SHA-512 as an ordinary user
+//!    whose every request is checked against prefixed ACLs.
+//!
+//! Then produce latency at half of the direct peak with acks=1 (p50/p99 per record, direct vs
+//! TLS + SCRAM + ACLs), and the memory of 1,000 idle authenticated client connections (the
+//! process's RSS before and after). Prints the ratios the project tracks: TLS + auth + ACLs
+//! at >= 0.8 of direct throughput, added p99 produce latency < 1 ms. No assertion: it reports.
+//!
+//! Environment: `BENCH_MIB` (data per run, default 256).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{ADMIN_PASSWORD, Broker, BrokerOptions, client_config, runtime};
+use gatehouse_protocol::client::{Connection, ConnectionConfig, SaslCredentials, SaslMechanism};
+use gatehouse_protocol::kafka_protocol::protocol::StrBytes;
+use gatehouse_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
+use gatehouse_protocol::messages::create_acls_request::AclCreation;
+use gatehouse_protocol::messages::{AlterUserScramCredentialsRequest, CreateAclsRequest};
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+
+const PARTITIONS: i32 = 4;
+const MIB: f64 = 1024.0 * 1024.0;
+const USER: &str = "bench-user";
+const USER_PASSWORD: &str = "bench-user-password";
+
+fn main() {
+    let mib: usize = std::env::var("BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-gateway");
+    std::fs::create_dir_all(&base).expect("bench dir");
+    let b = Broker::start_with(BrokerOptions {
+        serve: true,
+        log_flush: Some("os"),
+        base_dir: Some(base),
+        log_level: Some("warn"),
+        extra_args: vec!["--broker-open".into()],
+        ..Default::default()
+    });
+    setup_user(&b);
+    let direct = || client_config(&b.bootstrap());
+    let plain = || {
+        let mut c = client_config(&b.gateway_plain());
+        c.set("security.protocol", "SASL_PLAINTEXT")
+            .set("sasl.mechanisms", "PLAIN")
+            .set("sasl.username", "admin")
+            .set("sasl.password", ADMIN_PASSWORD);
+        c
+    };
+    let secure = || {
+        let mut c = client_config(&b.gateway_tls());
+        c.set("security.protocol", "SASL_SSL")
+            .set("ssl.ca.location", b.ca_pem().to_str().expect("utf-8 path"))
+            .set("sasl.mechanisms", "SCRAM-SHA-512")
+            .set("sasl.username", USER)
+            .set("sasl.password", USER_PASSWORD);
+        c
+    };
+    println!("gateway bench: {mib} MiB per run, {PARTITIONS} partitions, acks=all, linger 5 ms, --log-flush os");
+    let mut rows = Vec::new();
+    for size in [1024usize, 16 * 1024] {
+        for (label, cfg) in [
+            ("direct", &direct as &dyn Fn() -> ClientConfig),
+            ("gw-plain", &plain),
+            ("gw-tls-scram-acl", &secure),
+        ] {
+            let r = run(label, cfg(), &b, size, mib);
+            rows.push(r);
+        }
+    }
+    println!(
+        "\n{:<18} {:>7} {:>13} {:>13} {:>13}",
+        "path", "record", "produce MB/s", "consume MB/s", "vs direct"
+    );
+    for r in &rows {
+        let d = rows
+            .iter()
+            .find(|x| x.label == "direct" && x.size == r.size)
+            .map_or(1.0, |d| d.produce_mbps);
+        println!(
+            "{:<18} {:>6}K {:>13.1} {:>13.1} {:>12.2}x",
+            r.label,
+            r.size / 1024,
+            r.produce_mbps,
+            r.consume_mbps,
+            r.produce_mbps / d
+        );
+    }
+    // Latency at half of the direct 1 KiB peak, acks=1.
+    let peak = rows
+        .iter()
+        .find(|x| x.label == "direct" && x.size == 1024)
+        .map_or(10_000.0, |r| r.produce_rps);
+    let rate = (peak / 2.0).max(100.0);
+    let (d50, d99) = latency("direct", direct(), &b, rate);
+    let (g50, g99) = latency("gw-tls-scram-acl", secure(), &b, rate);
+    println!(
+        "\nproduce latency at {rate:.0} rec/s (half of direct peak), acks=1, 1 KiB:\n  direct           p50 {d50:.3} ms  p99 {d99:.3} ms\n  gw-tls-scram-acl p50 {g50:.3} ms  p99 {g99:.3} ms\n  added p99 = {:.3} ms (goal < 1 ms) {}",
+        g99 - d99,
+        if g99 - d99 < 1.0 { "met" } else { "NOT met" }
+    );
+    idle_connections(&b, 1000);
+    for size in [1024usize, 16 * 1024] {
+        let get = |l: &str| {
+            rows.iter()
+                .find(|x| x.label == l && x.size == size)
+                .map(|r| r.produce_mbps)
+        };
+        if let (Some(d), Some(s)) = (get("direct"), get("gw-tls-scram-acl")) {
+            let ratio = s / d;
+            println!(
+                "{:>2}K: TLS + SCRAM + ACLs / direct = {ratio:.2}x (goal >= 0.8x) {}",
+                size / 1024,
+                if ratio >= 0.8 { "met" } else { "NOT met" }
+            );
+        }
+    }
+}
+
+/// The ordinary user the secure path signs in as, with prefixed ACLs on `bench` topics and
+/// groups (so every request is really checked).
+fn setup_user(b: &Broker) {
+    runtime().block_on(async {
+        let conn = Connection::connect(
+            b.gateway_plain().as_str(),
+            ConnectionConfig {
+                sasl: Some(SaslCredentials::new(
+                    SaslMechanism::ScramSha512,
+                    "admin",
+                    ADMIN_PASSWORD,
+                )),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("admin connection");
+        let salt = b"bench-salt-01234".to_vec();
+        let mut salted = [0u8; 64];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha512>(USER_PASSWORD.as_bytes(), &salt, 4096, &mut salted);
+        let r = conn
+            .send(
+                AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+                    ScramCredentialUpsertion::default()
+                        .with_name(StrBytes::from_static_str(USER))
+                        .with_mechanism(2)
+                        .with_iterations(4096)
+                        .with_salt(salt.into())
+                        .with_salted_password(salted.to_vec().into()),
+                ]),
+                None,
+            )
+            .await
+            .expect("user");
+        assert!(r.results.iter().all(|x| x.error_code == 0));
+        // (resource type, name, pattern, operation): prefixed "bench" topics and groups.
+        let acls = [
+            (2i8, "bench", 4i8, 4i8),
+            (2, "bench", 4, 3),
+            (2, "bench", 4, 5),
+            (3, "bench", 4, 3),
+        ];
+        let creations = acls
+            .iter()
+            .map(|(rt, name, pt, op)| {
+                AclCreation::default()
+                    .with_resource_type(*rt)
+                    .with_resource_name(StrBytes::from_static_str(name))
+                    .with_resource_pattern_type(*pt)
+                    .with_principal(StrBytes::from_string(format!("User:{USER}")))
+                    .with_host(StrBytes::from_static_str("*"))
+                    .with_operation(*op)
+                    .with_permission_type(3)
+            })
+            .collect();
+        let r = conn
+            .send(CreateAclsRequest::default().with_creations(creations), None)
+            .await
+            .expect("acls");
+        assert!(r.results.iter().all(|x| x.error_code == 0));
+    });
+}
+
+struct Row {
+    label: &'static str,
+    size: usize,
+    produce_mbps: f64,
+    produce_rps: f64,
+    consume_mbps: f64,
+}
+
+#[derive(Clone)]
+struct Ctx(Arc<Counting>);
+struct Counting {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    latencies: Mutex<Vec<f64>>,
+}
+impl ClientContext for Ctx {}
+impl ProducerContext for Ctx {
+    type DeliveryOpaque = Box<Instant>;
+    fn delivery(&self, r: &DeliveryResult<'_>, sent: Box<Instant>) {
+        match r {
+            Ok(_) => {
+                self.0.ok.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut l) = self.0.latencies.lock() {
+                    l.push(sent.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+            Err(_) => {
+                self.0.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn create_topic(b: &Broker, name: &str) {
+    use rdkafka::admin::{AdminClient, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let a: AdminClient<DefaultClientContext> =
+        client_config(&b.bootstrap()).create().expect("admin");
+    let t = NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1));
+    let res = runtime()
+        .block_on(a.create_topics([&t], &common::admin_opts()))
+        .expect("CreateTopics");
+    for r in res {
+        if let Err((topic, code)) = r {
+            panic!("create topic {topic}: {code:?}");
+        }
+    }
+    common::wait_topic_visible(&b.bootstrap(), name, PARTITIONS);
+}
+
+fn run(label: &'static str, mut cfg: ClientConfig, b: &Broker, size: usize, mib: usize) -> Row {
+    let topic = common::unique(&format!("bench-{label}-{}k", size / 1024));
+    create_topic(b, &topic);
+    let count = mib * (1 << 20) / size;
+    let bytes = (count * size) as f64;
+    let payload: Vec<u8> = (0..size as u32)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 23) as u8)
+        .collect();
+    let counting = Arc::new(Counting {
+        ok: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        latencies: Mutex::new(Vec::new()),
+    });
+    let mut ccfg = cfg.clone();
+    cfg.set("acks", "all")
+        .set("linger.ms", "5")
+        .set("batch.size", "1048576")
+        .set("compression.type", "none")
+        .set("queue.buffering.max.kbytes", "524288")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("message.timeout.ms", "120000");
+    let producer: ThreadedProducer<Ctx> = cfg
+        .create_with_context(Ctx(counting.clone()))
+        .expect("producer");
+    let t = Instant::now();
+    for i in 0..count {
+        let mut rec: BaseRecord<'_, (), [u8], Box<Instant>> =
+            BaseRecord::with_opaque_to(&topic, Box::new(Instant::now())).payload(&payload[..]);
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    rec = back;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err((e, _)) => panic!("{label}: send record {i}: {e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(180)).expect("flush");
+    let produce_secs = t.elapsed().as_secs_f64();
+    assert_eq!(counting.failed.load(Ordering::Relaxed), 0, "{label}: failed deliveries");
+    drop(producer);
+    ccfg.set("group.id", common::unique("bench"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "16777216")
+        .set("fetch.wait.max.ms", "10");
+    let consumer: BaseConsumer = ccfg.create().expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(&topic, p, Offset::Beginning)
+            .expect("tpl");
+    }
+    let t = Instant::now();
+    consumer.assign(&tpl).expect("assign");
+    let mut got = 0usize;
+    let deadline = t + Duration::from_secs(180);
+    while got < count {
+        assert!(Instant::now() < deadline, "{label}: consumed {got} of {count}");
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            m.unwrap_or_else(|e| panic!("{label}: consume: {e}"));
+            got += 1;
+        }
+    }
+    let consume_secs = t.elapsed().as_secs_f64();
+    let row = Row {
+        label,
+        size,
+        produce_mbps: bytes / MIB / produce_secs,
+        produce_rps: count as f64 / produce_secs,
+        consume_mbps: bytes / MIB / consume_secs,
+    };
+    println!(
+        "{label:<18} {:>2}K: produce {:>8.1} MB/s {:>9.0} rec/s | consume {:>8.1} MB/s",
+        size / 1024,
+        row.produce_mbps,
+        row.produce_rps,
+        row.consume_mbps
+    );
+    row
+}
+
+/// Per-record produce latency (send to delivery report) at a fixed rate for 5 seconds.
+fn latency(label: &str, mut cfg: ClientConfig, b: &Broker, rate: f64) -> (f64, f64) {
+    let topic = common::unique(&format!("bench-lat-{label}"));
+    create_topic(b, &topic);
+    let counting = Arc::new(Counting {
+        ok: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        latencies: Mutex::new(Vec::new()),
+    });
+    cfg.set("acks", "1")
+        .set("linger.ms", "0")
+        .set("compression.type", "none");
+    let producer: ThreadedProducer<Ctx> = cfg
+        .create_with_context(Ctx(counting.clone()))
+        .expect("producer");
+    let payload = vec![7u8; 1024];
+    // Warm up the connections.
+    let warm: BaseRecord<'_, (), [u8], Box<Instant>> =
+        BaseRecord::with_opaque_to(&topic, Box::new(Instant::now())).payload(&payload[..]);
+    let _ = producer.send(warm);
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    if let Ok(mut l) = counting.latencies.lock() {
+        l.clear();
+    }
+    let total = (rate * 5.0) as u64;
+    let start = Instant::now();
+    for i in 0..total {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        let mut rec: BaseRecord<'_, (), [u8], Box<Instant>> =
+            BaseRecord::with_opaque_to(&topic, Box::new(Instant::now())).payload(&payload[..]);
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    rec = back;
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    let mut l = counting.latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    l.sort_by(f64::total_cmp);
+    let pct = |p: f64| l.get(((l.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(f64::NAN);
+    (pct(0.50), pct(0.99))
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Opens `n` authenticated, idle client connections and reports the server's RSS growth.
+fn idle_connections(b: &Broker, n: usize) {
+    let Some(pid) = b.pid() else {
+        return;
+    };
+    let before = rss_kib(pid).unwrap_or(0);
+    let conns = runtime().block_on(async {
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            let c = Connection::connect(
+                b.gateway_plain().as_str(),
+                ConnectionConfig {
+                    sasl: Some(SaslCredentials::plain("admin", ADMIN_PASSWORD)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("idle connection");
+            v.push(c);
+        }
+        v
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let after = rss_kib(pid).unwrap_or(0);
+    println!(
+        "\n{n} idle authenticated connections: server RSS {:.1} MiB -> {:.1} MiB ({:.1} KiB per connection)",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        (after.saturating_sub(before)) as f64 / n as f64
+    );
+    drop(conns);
+}
