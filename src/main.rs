@@ -5,12 +5,14 @@
 //! broker core alone for development and benchmarks. Flags of parts not built yet are accepted
 //! and reported, so scripts written against the contract keep working as parts land.
 
+mod acl_cli;
 mod admin;
 mod audit_cli;
 mod audit_service;
 mod gateway_service;
 mod config;
 mod schema_cli;
+mod user_cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +47,12 @@ enum Command {
     /// Schema registry client for CI: register, check, get, list, delete.
     #[command(subcommand)]
     Schema(schema_cli::SchemaCommand),
+    /// SCRAM users on the gateway (Kafka protocol, plaintext SASL listener): add, delete, list.
+    #[command(subcommand)]
+    User(user_cli::UserCommand),
+    /// ACLs on the gateway (Kafka protocol, plaintext SASL listener): add, remove, list.
+    #[command(subcommand)]
+    Acl(acl_cli::AclCommand),
 }
 
 /// Every flag of the contract; each is also a config key and a `GATEHOUSE_<KEY>` variable.
@@ -431,6 +439,8 @@ fn main() -> Result<()> {
         Command::Broker(ref a) => (a, "broker"),
         Command::Config(ref a) => (a, "config"),
         Command::Schema(cmd) => std::process::exit(schema_cli::run(cmd)?),
+        Command::User(cmd) => std::process::exit(user_cli::run(cmd)),
+        Command::Acl(cmd) => std::process::exit(acl_cli::run(cmd)),
         Command::Audit(cmd) => {
             if let Err(e) = audit_cli::run(cmd) {
                 eprintln!("{e:#}");
