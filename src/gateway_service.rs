@@ -168,6 +168,7 @@ pub async fn start(
     upstream: UpstreamConfig,
     audit: Option<Arc<dyn AuditSink>>,
     mac_key: [u8; 32],
+    validator: Option<Arc<gatehouse_registry::validate::Validator>>,
 ) -> Result<RunningGateway> {
     let g = &c.gateway;
     let host = advertised_host(c);
@@ -218,6 +219,9 @@ pub async fn start(
     let client = Client::connect(client_config)
         .await
         .context("the gateway cannot reach its upstream for the policy topics")?;
+    let governance = gatehouse_gateway::governance::Governance::open(client.clone(), mac_key)
+        .await
+        .context("cannot open _gatehouse_topics")?;
     let store = PolicyStore::open(client, users.clone(), authorizer.clone(), mac_key)
         .await
         .context("cannot open _gatehouse_users / _gatehouse_acls")?;
@@ -273,6 +277,8 @@ pub async fn start(
             store: Some(store),
             audit,
             upstream,
+            governance: Some(governance),
+            validator,
         },
     )
     .await

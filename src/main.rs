@@ -314,8 +314,19 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
     };
     let gateway = match (&audit, serve) {
         (Some(a), true) => {
-            let g = gateway_service::start(&c, upstream.clone(), Some(a.sink()), a.internal_mac_key())
-                .await?;
+            let validator = registry.as_ref().map(|r| {
+                let store: std::sync::Arc<dyn gatehouse_registry::api::SchemaStore> =
+                    r.store().clone();
+                std::sync::Arc::new(gatehouse_registry::validate::Validator::new(store))
+            });
+            let g = gateway_service::start(
+                &c,
+                upstream.clone(),
+                Some(a.sink()),
+                a.internal_mac_key(),
+                validator,
+            )
+            .await?;
             admin.health.set_ready("gateway");
             Some(g)
         }

@@ -342,9 +342,11 @@ pub(crate) async fn handle(req: &Request<'_>, ctx: AdminCtx<'_>) -> Result<bytes
                 )
                 .map_err(encode_err);
             }
+            // Null and an empty list both mean "every user" (as in Kafka).
             let names: Option<Vec<String>> = r
                 .users
                 .as_ref()
+                .filter(|u| !u.is_empty())
                 .map(|u| u.iter().map(|n| n.name.to_string()).collect());
             let found = ctx.gw.users.describe(names.as_deref());
             let mut results: Vec<_> = found

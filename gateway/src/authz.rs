@@ -195,7 +195,7 @@ impl Access {
 }
 
 /// The request being routed.
-pub(crate) struct Request<'a> {
+pub struct Request<'a> {
     pub api_key: i16,
     pub version: i16,
     pub correlation_id: i32,
@@ -269,7 +269,7 @@ pub(crate) fn route(
     let v = req.version;
     let key = ApiKey::try_from(req.api_key).map_err(|_| ProtocolError::UnknownApiKey(req.api_key))?;
     match key {
-        ApiKey::Produce => produce(req, access),
+        ApiKey::Produce => produce(req, access, rewriter),
         ApiKey::Fetch => fetch(req, access),
         ApiKey::ListOffsets => {
             let mut allowed = HashMap::new();
@@ -624,50 +624,132 @@ fn config_resource(resource_type: i8, name: &str) -> Option<(ResourceType, Strin
     }
 }
 
-fn produce(req: &Request<'_>, access: &mut Access) -> Result<Route, ProtocolError> {
+fn produce(
+    req: &Request<'_>,
+    access: &mut Access,
+    rewriter: &Rewriter,
+) -> Result<Route, ProtocolError> {
+    match produce_parts(req, access)? {
+        ProduceParts::Done(route) => Ok(route),
+        ProduceParts::Parts(parts) => produce_route(req, parts, rewriter),
+    }
+}
+
+/// A Produce request after authorization: what is left to forward and what was refused.
+pub(crate) struct ProduceRequestParts {
+    /// The request with the refused topics (and, later, partitions) removed.
+    pub request: ProduceRequest,
+    /// Answers for what was refused, merged into the response.
+    pub refused: Vec<TopicProduceResponse>,
+    /// Whether `request` differs from the frame the client sent.
+    pub modified: bool,
+}
+
+/// The outcome of authorizing a Produce request.
+pub(crate) enum ProduceParts {
+    /// Answered already (denied transactional id, acks=0 refusal).
+    Done(Route),
+    /// To be checked further and forwarded.
+    Parts(ProduceRequestParts),
+}
+
+/// Authorizes a Produce request: WRITE on every topic (and the transactional id).
+pub(crate) fn produce_parts(
+    req: &Request<'_>,
+    access: &mut Access,
+) -> Result<ProduceParts, ProtocolError> {
     let mut r: ProduceRequest = req.decode()?;
     if let Some(txn) = &r.transactional_id {
         if !access.allow(ResourceType::TransactionalId, txn, Operation::Write) {
             if r.acks == 0 {
-                return Ok(Route::Close(
+                return Ok(ProduceParts::Done(Route::Close(
                     "acks=0 produce denied: not authorized for the transactional id".into(),
-                ));
+                )));
             }
             let responses = r
                 .topic_data
                 .iter()
                 .map(|t| denied_produce_topic(t, code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED))
                 .collect();
-            return req.respond(&ProduceResponse::default().with_responses(responses));
+            return Ok(ProduceParts::Done(
+                req.respond(&ProduceResponse::default().with_responses(responses))?,
+            ));
         }
     }
-    let mut denied = Vec::new();
+    let mut refused = Vec::new();
     r.topic_data.retain(|t| {
         let ok = access.topic(&t.name, Operation::Write);
         if !ok {
-            denied.push(denied_produce_topic(t, code::TOPIC_AUTHORIZATION_FAILED));
+            refused.push(denied_produce_topic(t, code::TOPIC_AUTHORIZATION_FAILED));
         }
         ok
     });
-    if r.acks == 0 {
-        if !denied.is_empty() {
-            return Ok(Route::Close(
-                "acks=0 produce denied: not authorized to write a topic".into(),
-            ));
-        }
-        return Ok(Route::ForwardOneway(req.frame.clone()));
-    }
-    split(
-        req,
-        &r,
-        r.topic_data.is_empty(),
-        denied,
-        |denied| ProduceResponse::default().with_responses(denied),
-        |resp: &mut ProduceResponse, denied| resp.responses.extend(denied),
-    )
+    let modified = !refused.is_empty();
+    Ok(ProduceParts::Parts(ProduceRequestParts {
+        request: r,
+        refused,
+        modified,
+    }))
 }
 
-fn denied_produce_topic(t: &TopicProduceData, err: i16) -> TopicProduceResponse {
+/// Builds the route of an authorized (and possibly validated) Produce request.
+pub(crate) fn produce_route(
+    req: &Request<'_>,
+    parts: ProduceRequestParts,
+    rewriter: &Rewriter,
+) -> Result<Route, ProtocolError> {
+    let ProduceRequestParts {
+        request,
+        refused,
+        modified,
+    } = parts;
+    if request.acks == 0 {
+        if !refused.is_empty() {
+            return Ok(Route::Close(
+                "acks=0 produce refused (not authorized, or a record failed its topic's policy); \
+                 with acks=0 there is no response to carry the error"
+                    .into(),
+            ));
+        }
+        let frame = if modified {
+            req.reencode(&request)?
+        } else {
+            req.frame.clone()
+        };
+        return Ok(Route::ForwardOneway(frame));
+    }
+    if request.topic_data.is_empty() {
+        return req.respond(&ProduceResponse::default().with_responses(refused));
+    }
+    let frame = if modified {
+        req.reencode(&request)?
+    } else {
+        req.frame.clone()
+    };
+    if refused.is_empty() {
+        return Ok(Route::Forward { frame, post: None });
+    }
+    let rw = rewriter.clone();
+    Ok(Route::Forward {
+        frame,
+        post: Some(post::<ProduceResponse>(req.version, move |resp| {
+            for e in &mut resp.node_endpoints {
+                let (host, port) = rw.address(e.node_id.0);
+                e.host = s(&host);
+                e.port = port;
+            }
+            // A topic may be partly refused (some partitions): merge into its entry.
+            for r in refused {
+                match resp.responses.iter_mut().find(|t| t.name == r.name) {
+                    Some(t) => t.partition_responses.extend(r.partition_responses),
+                    None => resp.responses.push(r),
+                }
+            }
+        })),
+    })
+}
+
+pub(crate) fn denied_produce_topic(t: &TopicProduceData, err: i16) -> TopicProduceResponse {
     TopicProduceResponse::default()
         .with_name(t.name.clone())
         .with_partition_responses(
@@ -740,7 +822,8 @@ fn filter_fetch(
             changed = true;
             for p in &mut t.partitions {
                 p.error_code = code::TOPIC_AUTHORIZATION_FAILED;
-                p.records = None;
+                // Empty, not null: librdkafka cannot parse a null record set.
+                p.records = Some(Bytes::new());
                 p.high_watermark = -1;
                 p.last_stable_offset = -1;
                 p.log_start_offset = -1;

@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::authz::{self, Access, Request, Route, code};
-use crate::{Inner, Listener, admin};
+use crate::{Inner, Listener, admin, guard, topics};
 
 /// A response being produced; `Err` closes the connection after the responses before it.
 type Pending = Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>;
@@ -350,14 +350,36 @@ impl State {
                 "Produce v0-2 (message format v0/v1) is refused: use v3 or later".into(),
             )];
         }
-        let route = authz::route(&req, access, &self.info.listener.rewriter);
+        let gw = self.gw.clone();
+        let rewriter = self.info.listener.rewriter.clone();
+        let mut rejections = Vec::new();
+        let route = if h.api_key == ApiKey::Produce as i16 {
+            match authz::produce_parts(&req, access) {
+                Ok(authz::ProduceParts::Done(r)) => Ok(r),
+                Ok(authz::ProduceParts::Parts(mut parts)) => {
+                    rejections =
+                        guard::check_produce(&mut parts, &gw.governance, gw.validator.as_deref())
+                            .await;
+                    authz::produce_route(&req, parts, &rewriter)
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            authz::route(&req, access, &rewriter)
+        };
         let denials = std::mem::take(&mut access.denials);
-        let audit: Vec<AuditEvent> = denials
+        let mut audit: Vec<AuditEvent> = denials
             .iter()
             .map(|d| self.denial_event(&principal, &mechanism, &h, d))
             .collect();
+        for r in &rejections {
+            audit.push(self.rejection_event(&principal, &h, r));
+        }
         if !denials.is_empty() {
             self.gw.metrics.denied(denials.len());
+        }
+        for r in &rejections {
+            self.gw.metrics.rejected(&r.topic, r.records);
         }
         let route = match route {
             Ok(r) => r,
@@ -370,7 +392,44 @@ impl State {
                 ))];
             }
         };
-        let gw = self.gw.clone();
+        let key = ApiKey::try_from(h.api_key).ok();
+        let intercepted = match key {
+            Some(
+                k @ (ApiKey::CreateTopics
+                | ApiKey::DeleteTopics
+                | ApiKey::AlterConfigs
+                | ApiKey::IncrementalAlterConfigs
+                | ApiKey::DescribeConfigs),
+            ) => match topics::intercept(
+                k,
+                h.api_version,
+                h.correlation_id,
+                body_offset,
+                route,
+                &gw.governance,
+            )
+            .await
+            {
+                Ok(i) => i,
+                Err(e) => {
+                    return vec![Step::Close(format!(
+                        "malformed {} v{} request: {e}",
+                        api_name(h.api_key),
+                        h.api_version
+                    ))];
+                }
+            },
+            _ => topics::Intercepted {
+                route,
+                then: None,
+                synthesized: None,
+            },
+        };
+        let topics::Intercepted {
+            route,
+            then,
+            synthesized,
+        } = intercepted;
         let audited = async move {
             if audit.is_empty() {
                 Ok(())
@@ -398,6 +457,13 @@ impl State {
                 Vec::new()
             }
             Route::Forward { frame, post } => {
+                if let Some(answer) = synthesized {
+                    // Nothing left to forward: the answer is built locally.
+                    return vec![Step::Respond(Box::pin(async move {
+                        audited.await?;
+                        topics::finish_response(answer, post, then).await.map(Some)
+                    }))];
+                }
                 let upstream = match self.upstream().await {
                     Ok(u) => u,
                     Err(e) => return vec![Step::Close(e)],
@@ -408,22 +474,53 @@ impl State {
                 };
                 let version = h.api_version;
                 let produce = h.api_key == ApiKey::Produce as i16 && version >= 10;
-                let rewriter = self.info.listener.rewriter.clone();
                 vec![Step::Respond(Box::pin(async move {
                     audited.await?;
                     let frame = response
                         .await
                         .map_err(|e| format!("upstream failed: {e}"))?;
-                    let out = match post {
-                        Some(post) => post(frame),
-                        None if produce => rewriter.produce_endpoints(frame, version),
-                        None => Ok(authz::with_size_prefix(frame)),
-                    };
-                    out.map(Some)
+                    if post.is_none() && then.is_none() && produce {
+                        return rewriter
+                            .produce_endpoints(frame, version)
+                            .map(Some)
+                            .map_err(|e| format!("unreadable upstream response: {e}"));
+                    }
+                    topics::finish_response(frame, post, then)
+                        .await
+                        .map(Some)
                         .map_err(|e| format!("unreadable upstream response: {e}"))
                 }))]
             }
         }
+    }
+
+    fn rejection_event(
+        &self,
+        principal: &Principal,
+        h: &RequestHeaderPeek,
+        r: &guard::Rejection,
+    ) -> AuditEvent {
+        let mut b = AuditEvent::builder(EventType::PoisonPill)
+            .service(crate::AUDIT_SERVICE)
+            .method(format!("kafka.{}", api_name(h.api_key)))
+            .principal(principal.to_string())
+            .resource("Topic", r.topic.clone())
+            .operation("Write")
+            .client_address(self.info.peer.to_string())
+            .correlation_id(h.correlation_id.to_string())
+            .granted(false)
+            .outcome(
+                Outcome::denied()
+                    .with_error_code("INVALID_RECORD")
+                    .with_message(r.reason.clone()),
+            )
+            .matched_rule("topic schema policy")
+            .attribute("partition", r.partition.to_string())
+            .attribute("rejectedRecords", r.records.to_string());
+        if let Some(c) = &self.client_id {
+            b = b.client_id(c.clone());
+        }
+        self.gw.finish_event(b)
     }
 
     fn denial_event(

@@ -15,9 +15,12 @@
 pub(crate) mod admin;
 pub mod authz;
 mod conn;
+pub mod governance;
+mod guard;
 mod metrics;
 pub mod rewrite;
 pub mod tls;
+mod topics;
 pub mod upstream;
 pub mod versions;
 
@@ -98,6 +101,11 @@ pub struct GatewayDeps {
     pub audit: Option<Arc<dyn AuditSink>>,
     /// The cluster behind the gateway.
     pub upstream: UpstreamConfig,
+    /// Per-topic governance configs (`_gatehouse_topics`); `None`: in memory only.
+    pub governance: Option<governance::Governance>,
+    /// Record validation against the schema registry; `None`: topics that require it refuse
+    /// every record (fail closed).
+    pub validator: Option<Arc<gatehouse_registry::validate::Validator>>,
 }
 
 /// Why the gateway could not start.
@@ -155,6 +163,8 @@ pub(crate) struct Inner {
     upstream: upstream::Upstream,
     api_table: ApiTable,
     metrics: metrics::Metrics,
+    governance: governance::Governance,
+    validator: Option<Arc<gatehouse_registry::validate::Validator>>,
 }
 
 impl Inner {
@@ -249,6 +259,10 @@ impl Gateway {
             upstream,
             api_table,
             metrics: metrics::Metrics::default(),
+            governance: deps
+                .governance
+                .unwrap_or_else(governance::Governance::in_memory),
+            validator: deps.validator,
         });
         let (shutdown, _) = watch::channel(false);
         let connections = Arc::new(Semaphore::new(config.max_connections));

@@ -13,6 +13,7 @@ pub(crate) struct Metrics {
     authenticated: AtomicU64,
     denied: AtomicU64,
     refused: Mutex<BTreeMap<&'static str, u64>>,
+    rejected: Mutex<BTreeMap<String, u64>>,
 }
 
 /// A copy of the counters.
@@ -28,6 +29,8 @@ pub struct MetricsSnapshot {
     pub denied: u64,
     /// Refusals by reason (`tls_handshake`, `authentication_failed`, `connection_limit`, ...).
     pub refused: BTreeMap<String, u64>,
+    /// Records rejected by a topic's policy (poison pills), per topic.
+    pub rejected_records: BTreeMap<String, u64>,
 }
 
 impl Metrics {
@@ -53,6 +56,11 @@ impl Metrics {
         *map.entry(reason).or_default() += 1;
     }
 
+    pub fn rejected(&self, topic: &str, records: usize) {
+        let mut map = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry(topic.to_string()).or_default() += records as u64;
+    }
+
     pub fn snapshot(&self) -> MetricsSnapshot {
         let refused = self
             .refused
@@ -67,6 +75,11 @@ impl Metrics {
             authenticated: self.authenticated.load(Ordering::Relaxed),
             denied: self.denied.load(Ordering::Relaxed),
             refused,
+            rejected_records: self
+                .rejected
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 }

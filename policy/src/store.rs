@@ -51,6 +51,14 @@ pub const MAC_HEADER: &str = "gh-mac";
 /// How often the tail tasks look for records written by other nodes.
 const TAIL_INTERVAL: Duration = Duration::from_millis(500);
 const FETCH_MAX_BYTES: i32 = 8 * 1024 * 1024;
+/// `max_wait_ms` of the store's fetches: 1, not 0. Tansu (an independent Kafka-compatible
+/// broker `serve --upstream-bootstrap` can front) treats 0 as "no time to look": its fetch
+/// loop runs `while elapsed < max_wait` and answers with no topics at all. With records past
+/// the cursor any broker answers at once (`min_bytes = 1` is met); when the log is caught up
+/// this costs at most 1 ms, far below [`TAIL_INTERVAL`]. (The high watermark is taken from the
+/// Fetch answer, not from ListOffsets(latest): Tansu 0.6 answers that with the last batch's
+/// base offset + 1, short of the end of a multi-record batch.)
+const FETCH_MAX_WAIT_MS: i32 = 1;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -414,7 +422,7 @@ impl Inner {
         loop {
             let fetched = self
                 .client
-                .fetch(topic, 0, *cursor, FETCH_MAX_BYTES, 0)
+                .fetch(topic, 0, *cursor, FETCH_MAX_BYTES, FETCH_MAX_WAIT_MS)
                 .await?;
             let goal = *target.get_or_insert(fetched.high_watermark);
             if *cursor >= goal {
@@ -541,13 +549,17 @@ impl Inner {
 
 /// Applies records other nodes write, until the store is dropped.
 ///
-/// Polls every [`TAIL_INTERVAL`] with `max_wait_ms = 0` rather than long-polling: a Kafka
-/// broker answers one connection's requests in order, so a 500 ms long-poll would hold every
-/// write and lookup sharing the client's connection behind it.
+/// Polls every [`TAIL_INTERVAL`] with a 1 ms `max_wait_ms` ([`FETCH_MAX_WAIT_MS`]) rather
+/// than long-polling: a Kafka broker answers one connection's requests in order, so a 500 ms
+/// long-poll would hold every write and lookup sharing the client's connection behind it.
 async fn tail(inner: Arc<Inner>, topic: &'static str) {
     loop {
         let from = *inner.cursor(topic).lock().await;
-        let fetched = match inner.client.fetch(topic, 0, from, FETCH_MAX_BYTES, 0).await {
+        let fetched = match inner
+            .client
+            .fetch(topic, 0, from, FETCH_MAX_BYTES, FETCH_MAX_WAIT_MS)
+            .await
+        {
             Ok(f) => f,
             Err(e) => {
                 warn!(topic, error = %e, "tailing the policy topic failed; retrying");
@@ -590,11 +602,14 @@ async fn check_topic(client: &Client, topic: &str) -> Result<(), StoreError> {
     }
     let conn = client.any_broker().await?;
     let version = conn.version_for::<DescribeConfigsRequest>()?;
+    // All of the topic's configs (`configuration_keys` null), then pick cleanup.policy: Tansu
+    // 0.6 cannot decode a DescribeConfigs request that names keys (any version; it drops the
+    // connection with "StringWithoutLength"), while every broker answers the null form.
     let req = DescribeConfigsRequest::default().with_resources(vec![
         DescribeConfigsResource::default()
             .with_resource_type(2)
             .with_resource_name(StrBytes::from_string(topic.to_string()))
-            .with_configuration_keys(Some(vec![StrBytes::from_static_str("cleanup.policy")])),
+            .with_configuration_keys(None),
     ]);
     let resp = conn.send(req, version).await?;
     let Some(result) = resp.results.first() else {

@@ -25,6 +25,8 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from conftest import free_port, gatehouse_bin, unique
 
+ADMIN_PASSWORD = "admin-password-for-registry-tests"
+
 START_DEADLINE_S = 60.0
 TIMEOUT_S = 60
 
@@ -59,7 +61,15 @@ class Serve:
         self.dir = tempfile.mkdtemp(prefix="gatehouse-sr-")
         self.log_path = os.path.join(self.dir, "serve.log")
         self.broker_port, self.admin_port, self.registry_port = free_port(), free_port(), free_port()
+        self.plain_port = free_port()
         self.proc = None
+
+    @property
+    def kafka(self):
+        """Client settings: through the gateway's plaintext SASL listener, as admin."""
+        return {"bootstrap.servers": f"127.0.0.1:{self.plain_port}",
+                "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN",
+                "sasl.username": "admin", "sasl.password": ADMIN_PASSWORD}
 
     @property
     def bootstrap(self):
@@ -74,6 +84,7 @@ class Serve:
         os.makedirs(data)
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
+        env["GATEHOUSE_ADMIN_PASSWORD"] = ADMIN_PASSWORD
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [gatehouse_bin(), "serve", "--data-dir", data,
@@ -81,7 +92,7 @@ class Serve:
                  "--admin-listen", f"127.0.0.1:{self.admin_port}",
                  "--registry-listen", f"127.0.0.1:{self.registry_port}",
                  "--gateway-listen", f"127.0.0.1:{free_port()}",
-                 "--gateway-plain-listen", f"127.0.0.1:{free_port()}"],
+                 "--gateway-plain-listen", f"127.0.0.1:{self.plain_port}"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
         self._wait(f"http://127.0.0.1:{self.admin_port}/health", "/health 200")
         # Until `serve` starts the registry this wait fails with the message below.
@@ -190,12 +201,13 @@ def test_avro_serde_round_trip_through_the_broker(serve, sr):
     ctx = SerializationContext(topic, MessageField.VALUE)
     records = [{"name": f"user-{i}", "age": 20 + i} for i in range(5)]
 
-    admin = AdminClient({"bootstrap.servers": serve.bootstrap})
+    kafka = getattr(serve, "kafka", {"bootstrap.servers": serve.bootstrap})
+    admin = AdminClient(dict(kafka))
     for f in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)]).values():
         f.result(timeout=TIMEOUT_S)
 
     errors = []
-    p = Producer({"bootstrap.servers": serve.bootstrap})
+    p = Producer(dict(kafka))
     for r in records:
         p.produce(topic, value=ser(r, ctx), on_delivery=lambda err, _m: err and errors.append(err))
     assert p.flush(TIMEOUT_S) == 0
@@ -205,8 +217,7 @@ def test_avro_serde_round_trip_through_the_broker(serve, sr):
     latest = sr.get_latest_version(f"{topic}-value")
     assert latest.schema.schema_type == "AVRO"
 
-    c = Consumer({"bootstrap.servers": serve.bootstrap, "group.id": unique("py-avro-g"),
-                  "enable.auto.commit": False})
+    c = Consumer(dict(kafka, **{"group.id": unique("py-avro-g"), "enable.auto.commit": False}))
     c.assign([TopicPartition(topic, 0, 0)])
     got = []
     deadline = time.monotonic() + TIMEOUT_S

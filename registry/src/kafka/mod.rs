@@ -40,6 +40,14 @@ pub const SCHEMAS_TOPIC: &str = "_schemas";
 
 /// Bytes asked for per fetch while replaying.
 const FETCH_MAX_BYTES: i32 = 8 * 1024 * 1024;
+/// `max_wait_ms` of the replay fetches: 1, not 0. Tansu (an independent Kafka-compatible
+/// broker `serve --upstream-bootstrap` can front) treats 0 as "no time to look": its fetch
+/// loop runs `while elapsed < max_wait` and answers with no topics at all. With records past
+/// the cursor any broker answers at once (`min_bytes = 1` is met); when the log is caught up
+/// this costs at most 1 ms. (The high watermark is taken from the Fetch answer, not from
+/// ListOffsets(latest): Tansu 0.6 answers that with the last batch's base offset + 1, short
+/// of the end of a multi-record batch.)
+const FETCH_MAX_WAIT_MS: i32 = 1;
 
 /// Why [`KafkaStore::open`] refused to start.
 #[derive(Debug, thiserror::Error)]
@@ -169,7 +177,7 @@ impl KafkaStore {
         loop {
             let fetched = self
                 .client
-                .fetch(&self.topic, 0, *cursor, FETCH_MAX_BYTES, 0)
+                .fetch(&self.topic, 0, *cursor, FETCH_MAX_BYTES, FETCH_MAX_WAIT_MS)
                 .await
                 .map_err(store_err)?;
             let target = *target.get_or_insert(fetched.high_watermark);
@@ -269,11 +277,14 @@ async fn check_topic(client: &Client, topic: &str) -> Result<(), OpenError> {
     }
     let conn = client.any_broker().await?;
     let version = conn.version_for::<DescribeConfigsRequest>()?;
+    // All of the topic's configs (`configuration_keys` null), then pick cleanup.policy: Tansu
+    // 0.6 cannot decode a DescribeConfigs request that names keys (any version; it drops the
+    // connection with "StringWithoutLength"), while every broker answers the null form.
     let req = DescribeConfigsRequest::default().with_resources(vec![
         DescribeConfigsResource::default()
             .with_resource_type(2)
             .with_resource_name(StrBytes::from_string(topic.to_string()))
-            .with_configuration_keys(Some(vec![StrBytes::from_static_str("cleanup.policy")])),
+            .with_configuration_keys(None),
     ]);
     let resp = conn.send(req, version).await?;
     let Some(result) = resp.results.first() else {
