@@ -1,7 +1,8 @@
 //! # gatehouse-compliance
 //!
-//! Audit events and the tamper-evident audit trail (`<data-dir>/audit/`). Envelope
-//! encryption (KEK/DEK, crypto-shredding) and evidence reports are not built yet.
+//! Audit events and the tamper-evident audit trail (`<data-dir>/audit/`), and the key vault
+//! ([`vault`]: envelope encryption, KEK/DEK rotation, crypto-shredding; `docs/keys.md`).
+//! Evidence reports are not built yet.
 //!
 //! ## Key types
 //!
@@ -51,6 +52,7 @@
 //! ```
 
 pub mod audit;
+pub mod vault;
 
 pub use audit::checkpoint::Checkpoint;
 pub use audit::event::{AuditEvent, AuditEventBuilder, EventError, EventType, Outcome, Resource};
@@ -64,4 +66,8 @@ pub use audit::verify::{
     ConsistencyProof, ExportFormat, ExportSummary, InclusionProof, QueryFilter, VerifyError,
     VerifyReport, export, prove_consistency, prove_inclusion, query, verify_consistency,
     verify_dir, verify_inclusion,
+};
+pub use vault::{
+    AwsKms, AwsKmsConfig, DataKey, EncHeader, Encrypted, Envelope, Field, KeyEvent, KeyEventKind,
+    KeyEvents, KeyStore, KeyStoreConfig, Kms, LocalKms, RotationPolicy, VaultError,
 };
