@@ -1,6 +1,7 @@
 //! The gateway under `gatehouse serve`: certificates, users and ACLs, the admin user, the
-//! SASL mechanisms (OIDC when configured), and the gateway itself in front of the bundled
-//! broker or an external cluster.
+//! SASL mechanisms (OIDC when configured) — [`start_policy`], shared with the schema registry,
+//! which serves HTTPS with the same certificate and checks the same identities and ACLs — and
+//! the gateway itself in front of the bundled broker or an external cluster ([`start_gateway`]).
 //!
 //! First start creates `<data-dir>/tls/ca.pem` (the CA clients trust) and the server
 //! certificate (unless `gateway.tls_cert` names one), and the `admin` super user whose password
@@ -162,14 +163,129 @@ async fn ensure_admin(store: &PolicyStore, users: &UserStore) -> Result<Option<S
     Ok(generated.then_some(password))
 }
 
-/// Starts the gateway.
-pub async fn start(
+/// Everything the gateway and the registry share: certificates, users, ACLs, the admin user,
+/// the SASL mechanisms and the token validator. Built by [`start_policy`] before the registry
+/// starts, then handed to [`start_gateway`].
+pub struct Policy {
+    pub tls: Arc<TlsServer>,
+    pub ca: PathBuf,
+    mapper: Option<PrincipalMapper>,
+    pub users: UserStore,
+    pub authorizer: Authorizer,
+    pub authenticator: Authenticator,
+    /// The OIDC validator (REST `Authorization: Bearer`, SASL/OAUTHBEARER) when configured.
+    pub tokens: Option<Arc<dyn TokenValidator>>,
+    store: PolicyStore,
+    governance: gatehouse_gateway::governance::Governance,
+    /// Set when this start created the admin user with a generated password.
+    pub generated_admin_password: Option<String>,
+    /// Key of the gateway's PAN-guard hashes (derived from the internal MAC key; replace it
+    /// before [`start_gateway`] to derive it otherwise).
+    pub pan_key: [u8; 32],
+    /// Envelope encryption over the key vault (`_gatehouse_keys`).
+    envelope: gatehouse_compliance::Envelope,
+    /// Where key events are audited, set once the audit sink is known.
+    key_audit: Arc<std::sync::OnceLock<Arc<dyn AuditSink>>>,
+}
+
+/// Opens the key vault: KEKs in the configured KMS (`local`: sealed by a key derived from the
+/// master key; `aws-kms`: any endpoint speaking the AWS KMS API), state in `_gatehouse_keys`,
+/// every key event sent to the audit trail.
+async fn open_vault(
     c: &Config,
-    upstream: UpstreamConfig,
-    audit: Option<Arc<dyn AuditSink>>,
+    client: Client,
     mac_key: [u8; 32],
-    validator: Option<Arc<gatehouse_registry::validate::Validator>>,
-) -> Result<RunningGateway> {
+    key_audit: Arc<std::sync::OnceLock<Arc<dyn AuditSink>>>,
+) -> Result<gatehouse_compliance::Envelope> {
+    use gatehouse_compliance::{AuditEvent, EventType, KeyEventKind, Kms};
+    let kms: Arc<dyn Kms> = match c.kms {
+        crate::config::Kms::Local => Arc::new(gatehouse_compliance::LocalKms::new(
+            gatehouse_compliance::DataKey::from_bytes(derive_key(
+                &mac_key,
+                b"gatehouse/kek-wrap/v1",
+            )),
+        )),
+        crate::config::Kms::AwsKms => {
+            let config = gatehouse_compliance::AwsKmsConfig::from_env(c.kms_endpoint.clone())
+                .context("--kms aws-kms: AWS credentials and region come from AWS_* variables")?;
+            Arc::new(gatehouse_compliance::AwsKms::new(config).context("AWS KMS client")?)
+        }
+    };
+    let events: gatehouse_compliance::KeyEvents = Arc::new(move |e| {
+        let Some(sink) = key_audit.get().cloned() else {
+            return;
+        };
+        let operation = match e.kind {
+            KeyEventKind::KekCreated => "Create",
+            KeyEventKind::KekRotated => "Rotate",
+            KeyEventKind::DekCreated => "CreateDataKey",
+            KeyEventKind::KekRetired => "Retire",
+            KeyEventKind::KekDestroyed => "Destroy",
+        };
+        let mut b = AuditEvent::builder(EventType::Key)
+            .service("gateway")
+            .method(format!("key.{operation}"))
+            .principal("System:gatehouse")
+            .resource("Kek", e.kek_name.clone())
+            .operation(operation)
+            .granted(true)
+            .attribute("kekId", e.kek_id.as_str().to_string());
+        if let Some(v) = e.kek_version {
+            b = b.attribute("kekVersion", v.to_string());
+        }
+        if let Some(d) = e.dek_id {
+            b = b.attribute("dekId", d.iter().map(|x| format!("{x:02x}")).collect::<String>());
+        }
+        if let Ok(event) = b.build() {
+            tokio::spawn(async move {
+                if let Err(err) = sink.record(event).await {
+                    tracing::error!(error = %err, "A key event could not be audited.");
+                }
+            });
+        }
+    });
+    let store = gatehouse_compliance::KeyStore::open(
+        client,
+        kms,
+        mac_key,
+        gatehouse_compliance::KeyStoreConfig {
+            events: Some(events),
+            ..Default::default()
+        },
+    )
+    .await
+    .context("cannot open the key vault (_gatehouse_keys)")?;
+    Ok(gatehouse_compliance::Envelope::new(Arc::new(store)))
+}
+
+/// SHA-256(label ‖ 0 ‖ key): a key for one purpose derived from another.
+fn derive_key(key: &[u8; 32], label: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(label);
+    h.update([0u8]);
+    h.update(key);
+    h.finalize().into()
+}
+
+impl Policy {
+    /// What the registry authenticates and authorizes with (the gateway's identities and ACLs).
+    pub fn registry_auth(&self) -> gatehouse_registry::api::RegistryAuth {
+        gatehouse_registry::api::RegistryAuth {
+            authenticator: self.authenticator.clone(),
+            authorizer: self.authorizer.clone(),
+            tokens: self.tokens.clone(),
+        }
+    }
+}
+
+/// Loads or creates the certificates, opens the policy topics (users, ACLs, governance),
+/// ensures the admin user and builds the authenticator (with OIDC when configured).
+pub async fn start_policy(
+    c: &Config,
+    upstream: &UpstreamConfig,
+    mac_key: [u8; 32],
+) -> Result<Policy> {
     let g = &c.gateway;
     let host = advertised_host(c);
     let tls_dir = c.data_dir.join("tls");
@@ -222,6 +338,8 @@ pub async fn start(
     let governance = gatehouse_gateway::governance::Governance::open(client.clone(), mac_key)
         .await
         .context("cannot open _gatehouse_topics")?;
+    let key_audit = Arc::new(std::sync::OnceLock::new());
+    let envelope = open_vault(c, client.clone(), mac_key, key_audit.clone()).await?;
     let store = PolicyStore::open(client, users.clone(), authorizer.clone(), mac_key)
         .await
         .context("cannot open _gatehouse_users / _gatehouse_acls")?;
@@ -254,23 +372,67 @@ pub async fn start(
             max_failures_per_minute: g.max_failures_per_minute,
         },
         users.clone(),
-        tokens,
+        tokens.clone(),
     );
+    Ok(Policy {
+        tls,
+        ca,
+        mapper: (!g.client_ca.is_empty()).then_some(mapper),
+        users,
+        authorizer,
+        authenticator,
+        tokens,
+        store,
+        governance,
+        generated_admin_password,
+        pan_key: derive_key(&mac_key, b"gatehouse/pan-guard/v1"),
+        envelope,
+        key_audit,
+    })
+}
+
+/// Starts the gateway with the policy objects of [`start_policy`].
+pub async fn start_gateway(
+    c: &Config,
+    policy: Policy,
+    upstream: UpstreamConfig,
+    audit: Option<Arc<dyn AuditSink>>,
+    validator: Option<Arc<gatehouse_registry::validate::Validator>>,
+) -> Result<RunningGateway> {
+    let g = &c.gateway;
     let config = GatewayConfig {
         tls_listen: Some(c.gateway_listen),
         plain_listen: Some(c.gateway_plain_listen),
         allow_plaintext_remote: g.allow_plaintext_remote,
-        advertised_host: host,
+        advertised_host: advertised_host(c),
         node_port_base: c.gateway_node_port_base,
         max_frame_size: g.max_request_bytes,
         max_connections: g.max_connections,
         tls_handshake_timeout: Duration::from_secs(10),
     };
+    let Policy {
+        tls,
+        ca,
+        mapper,
+        users,
+        authorizer,
+        authenticator,
+        store,
+        governance,
+        generated_admin_password,
+        pan_key,
+        envelope,
+        key_audit,
+        ..
+    } = policy;
+    if let Some(sink) = &audit {
+        let _ = key_audit.set(sink.clone());
+    }
     let gateway = Gateway::start(
         config,
         GatewayDeps {
             tls: Some(tls.clone()),
-            principal_mapper: (!g.client_ca.is_empty()).then_some(mapper),
+            principal_mapper: mapper,
             authenticator,
             authorizer,
             users,
@@ -279,6 +441,8 @@ pub async fn start(
             upstream,
             governance: Some(governance),
             validator,
+            pan_key,
+            envelope: Some(envelope),
         },
     )
     .await

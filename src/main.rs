@@ -221,18 +221,15 @@ async fn shutdown_signal() {
     }
 }
 
-/// The registry serves plain HTTP until the gateway's TLS lands, so it binds loopback only: a
-/// non-loopback address (the default 0.0.0.0:8081) is narrowed to 127.0.0.1 on the same port.
-fn registry_listen(wanted: SocketAddr) -> SocketAddr {
-    if wanted.ip().is_loopback() {
-        return wanted;
+/// `host:port` for the registry's URL: the advertised host (which the certificate covers)
+/// and the bound port.
+fn registry_host_port(c: &Config, bound: SocketAddr) -> String {
+    let host = gateway_service::advertised_host(c);
+    if host.contains(':') {
+        format!("[{host}]:{}", bound.port())
+    } else {
+        format!("{host}:{}", bound.port())
     }
-    let narrowed = SocketAddr::from(([127, 0, 0, 1], wanted.port()));
-    tracing::warn!(
-        requested = %wanted, listen = %narrowed,
-        "The registry has no TLS yet, so it listens on loopback only (plain HTTP is never served off loopback)."
-    );
-    narrowed
 }
 
 async fn run_broker(c: Config, serve: bool) -> Result<()> {
@@ -295,35 +292,47 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
         }
         None => gateway_service::upstream_config(&c, None)?,
     };
-    let registry = if serve {
-        let listen = registry_listen(c.registry_listen);
-        let rcfg = gatehouse_registry::RegistryServerConfig {
-            listen,
-            bootstrap: upstream.bootstrap.join(","),
-            sasl: upstream.sasl.clone(),
-        };
-        let r = match &audit {
-            Some(a) => gatehouse_registry::server::start_with_audit(rcfg, a.sink()).await,
-            None => gatehouse_registry::start(rcfg).await,
-        }
-        .context("the schema registry could not start")?;
-        admin.health.set_ready("registry");
-        Some(r)
-    } else {
-        None
+    // Under serve the policy (certificates, users, ACLs, admin user, OIDC) comes first: the
+    // registry authenticates and authorizes with it and serves HTTPS with the gateway's
+    // certificate; the gateway then validates records against the registry's store.
+    let policy = match &audit {
+        Some(a) if serve => Some(
+            gateway_service::start_policy(&c, &upstream, a.internal_mac_key())
+                .await?,
+        ),
+        _ => None,
     };
-    let gateway = match (&audit, serve) {
-        (Some(a), true) => {
+    let registry = match &policy {
+        Some(p) => {
+            let rcfg = gatehouse_registry::RegistryServerConfig {
+                listen: c.registry_listen,
+                bootstrap: upstream.bootstrap.join(","),
+                sasl: upstream.sasl.clone(),
+                tls: Some(p.tls.config()),
+                auth: Some(p.registry_auth()),
+            };
+            let r = match &audit {
+                Some(a) => gatehouse_registry::server::start_with_audit(rcfg, a.sink()).await,
+                None => gatehouse_registry::start(rcfg).await,
+            }
+            .context("the schema registry could not start")?;
+            admin.health.set_ready("registry");
+            Some(r)
+        }
+        None => None,
+    };
+    let gateway = match (&audit, policy) {
+        (Some(a), Some(policy)) => {
             let validator = registry.as_ref().map(|r| {
                 let store: std::sync::Arc<dyn gatehouse_registry::api::SchemaStore> =
                     r.store().clone();
                 std::sync::Arc::new(gatehouse_registry::validate::Validator::new(store))
             });
-            let g = gateway_service::start(
+            let g = gateway_service::start_gateway(
                 &c,
+                policy,
                 upstream.clone(),
                 Some(a.sink()),
-                a.internal_mac_key(),
                 validator,
             )
             .await?;
@@ -351,7 +360,10 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
         println!("  CA certificate:          {}", g.ca.display());
     }
     if let Some(r) = &registry {
-        println!("  schema registry (REST):  http://{}", r.local_addr());
+        println!(
+            "  schema registry (REST):  https://{}",
+            registry_host_port(&c, r.local_addr())
+        );
     }
     println!(
         "  health:                  http://{}/health",
@@ -391,8 +403,13 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
     println!(
         "  (create topics first, e.g. with confluent_kafka.admin.AdminClient; auto-create is off unless --auto-create-topics)"
     );
-    if let Some(r) = &registry {
-        println!("  curl http://{}/subjects", r.local_addr());
+    if let (Some(r), Some(g)) = (&registry, &gateway) {
+        println!(
+            "  curl --cacert {} -u admin:\"${}\" https://{}/subjects",
+            g.ca.display(),
+            gateway_service::ADMIN_PASSWORD_ENV,
+            registry_host_port(&c, r.local_addr())
+        );
     }
     let reload = gateway.as_ref().map(|g| g.tls.clone());
     wait_for_stop(reload).await;

@@ -6,8 +6,9 @@
 //!   land in the trail between the service's start and stop, the trail verifies, and a
 //!   different master key is refused with the fingerprint message.
 //! * `master_key_file_is_created_private_and_reused`: the key-file path.
-//! * `serve_audits_registry_changes`: the same against the real `gatehouse serve` binary
-//!   (SIGTERM, then `gatehouse audit verify` and `gatehouse audit query`).
+//! * `serve_audits_registry_changes`: the same against the real `gatehouse serve` binary, over
+//!   HTTPS (the serve CA) as `admin` with HTTP Basic (SIGTERM, then `gatehouse audit verify`
+//!   and `gatehouse audit query`; the events carry `User:admin`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -34,20 +35,54 @@ const V1: &str =
     r#"{"type":"record","name":"User","namespace":"a","fields":[{"name":"id","type":"long"}]}"#;
 const BAD: &str = r#"{"type":"record","name":"User","namespace":"a","fields":[{"name":"id","type":"long"},{"name":"age","type":"int"}]}"#;
 
+/// How `exercise` reaches the registry: plain HTTP, or HTTPS trusting `ca` with an
+/// `Authorization` header.
+#[derive(Clone)]
+enum Via {
+    Plain,
+    Https { ca: std::path::PathBuf, auth: String },
+}
+
 /// One HTTP/1.1 request over a fresh connection; returns (status, JSON body).
-fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+fn http(
+    addr: SocketAddr,
+    via: &Via,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+    let auth = match via {
+        Via::Plain => String::new(),
+        Via::Https { auth, .. } => format!("Authorization: {auth}\r\n"),
+    };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}\
          Content-Type: application/vnd.schemaregistry.v1+json\r\nContent-Length: {}\r\n\r\n{payload}",
         payload.len()
-    )
-    .unwrap();
+    );
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    match via {
+        Via::Plain => {
+            let mut s = s;
+            s.write_all(req.as_bytes()).unwrap();
+            s.read_to_end(&mut raw).unwrap();
+        }
+        Via::Https { ca, .. } => {
+            let config = gatehouse_gateway::tls::client_config(ca, None).unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let conn = rustls::ClientConnection::new(config, name).unwrap();
+            let mut s = rustls::StreamOwned::new(conn, s);
+            s.write_all(req.as_bytes()).unwrap();
+            match s.read_to_end(&mut raw) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
     let text = String::from_utf8(raw).expect("utf-8 response");
     let (head, rest) = text.split_once("\r\n\r\n").expect("header end");
     let status: u16 = head
@@ -78,9 +113,10 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u1
 }
 
 /// The three audited requests of both tests; checks their answers.
-fn exercise(addr: SocketAddr) {
+fn exercise(addr: SocketAddr, via: &Via) {
     let (s, b) = http(
         addr,
+        via,
         "POST",
         "/subjects/users-value/versions",
         Some(&json!({"schema": V1})),
@@ -88,6 +124,7 @@ fn exercise(addr: SocketAddr) {
     assert_eq!(s, 200, "{b}");
     let (s, b) = http(
         addr,
+        via,
         "POST",
         "/subjects/users-value/versions",
         Some(&json!({"schema": BAD})),
@@ -95,9 +132,9 @@ fn exercise(addr: SocketAddr) {
     assert_eq!(s, 409, "{b}");
     assert_eq!(b["error_code"], 40901);
     // Reads are not audited.
-    let (s, _) = http(addr, "GET", "/subjects", None);
+    let (s, _) = http(addr, via, "GET", "/subjects", None);
     assert_eq!(s, 200);
-    let (s, b) = http(addr, "DELETE", "/subjects/users-value", None);
+    let (s, b) = http(addr, via, "DELETE", "/subjects/users-value", None);
     assert_eq!(s, 200, "{b}");
 }
 
@@ -217,7 +254,7 @@ fn registry_changes_are_audited_in_process() {
             })
             .await
         });
-        tokio::task::spawn_blocking(move || exercise(addr))
+        tokio::task::spawn_blocking(move || exercise(addr, &Via::Plain))
             .await
             .unwrap();
         let _ = stop.send(());
@@ -320,7 +357,9 @@ impl Drop for Serve {
 }
 
 fn spawn_serve(data: &Path, key: &str, log_name: &str) -> (Serve, SocketAddr, SocketAddr) {
-    let (bp, ap, rp) = (
+    let (bp, ap, rp, gp, pp) = (
+        common::free_port(),
+        common::free_port(),
         common::free_port(),
         common::free_port(),
         common::free_port(),
@@ -337,7 +376,14 @@ fn spawn_serve(data: &Path, key: &str, log_name: &str) -> (Serve, SocketAddr, So
         .arg(format!("127.0.0.1:{ap}"))
         .arg("--registry-listen")
         .arg(format!("127.0.0.1:{rp}"))
+        .arg("--gateway-listen")
+        .arg(format!("127.0.0.1:{gp}"))
+        .arg("--gateway-plain-listen")
+        .arg(format!("127.0.0.1:{pp}"))
+        .arg("--gateway-advertised-host")
+        .arg("localhost")
         .env("GATEHOUSE_MASTER_KEY", key)
+        .env("GATEHOUSE_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
         .env_remove("GATEHOUSE_CONFIG")
         .stdin(Stdio::null())
         .stdout(Stdio::from(out.try_clone().unwrap()))
@@ -375,7 +421,16 @@ fn serve_audits_registry_changes() {
         }
         matches!(common::http_get_status(admin, "/health"), Ok(200)).then_some(())
     });
-    exercise(registry);
+    use base64::Engine;
+    let via = Via::Https {
+        ca: data.join("tls").join("ca.pem"),
+        auth: format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("admin:{}", common::ADMIN_PASSWORD))
+        ),
+    };
+    exercise(registry, &via);
 
     let pid = serve.child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -403,6 +458,8 @@ fn serve_audits_registry_changes() {
         .collect();
     assert_eq!(registers.len(), 2, "{out}");
     assert_eq!(registers[0]["data"]["outcome"]["status"], "SUCCESS");
+    assert_eq!(registers[0]["data"]["principal"], "User:admin");
+    assert_eq!(registers[0]["data"]["authMechanism"], "HTTP/BASIC");
     assert_eq!(registers[1]["data"]["outcome"]["errorCode"], "40901");
 
     let (ok, out, err) = audit_cli(&["query", dir_s]);

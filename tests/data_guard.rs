@@ -16,7 +16,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -48,50 +48,38 @@ fn serve() -> Broker {
     })
 }
 
-/// Registers `schema` under `subject` (REST), returns its id.
-fn register(addr: SocketAddr, subject: &str, schema: &str) -> i32 {
+/// Registers `schema` under `subject` (REST over HTTPS as admin), returns its id.
+fn register(b: &Broker, subject: &str, schema: &str) -> i32 {
+    use base64::Engine;
     let body = json!({ "schema": schema }).to_string();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let config = gatehouse_gateway::tls::client_config(&b.ca_pem(), None).expect("tls config");
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(config, name).expect("tls client");
+    let tcp = TcpStream::connect_timeout(&b.registry_addr(), Duration::from_secs(5)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"));
     write!(
         s,
-        "POST /subjects/{subject}/versions HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Authorization: Basic {}\r\n\
+        "POST /subjects/{subject}/versions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Authorization: Basic {auth}\r\n\
          Content-Type: application/vnd.schemaregistry.v1+json\r\nContent-Length: {}\r\n\r\n{body}",
-        basic_admin(),
         body.len()
     )
     .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
+    let mut raw = Vec::new();
+    match s.read_to_end(&mut raw) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => panic!("read: {e}"),
+    }
+    let raw = String::from_utf8_lossy(&raw).to_string();
     let (head, rest) = raw.split_once("\r\n\r\n").expect("http response");
     assert!(head.contains(" 200 "), "register failed: {raw}");
     let start = rest.find('{').expect("json body");
     let end = rest.rfind('}').expect("json body");
     let v: Value = serde_json::from_str(&rest[start..=end]).unwrap();
     v["id"].as_i64().expect("id") as i32
-}
-
-fn basic_admin() -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let input = format!("admin:{ADMIN_PASSWORD}").into_bytes();
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 async fn admin_conn(b: &Broker) -> Connection {
@@ -181,8 +169,8 @@ fn poison_pills_never_reach_the_log() {
         let conn = admin_conn(&b).await;
         let topic = unique("orders");
         create(&conn, &topic, &[("confluent.value.schema.validation", "true")]).await;
-        let id = register(b.registry_addr(), &format!("{topic}-value"), SCHEMA);
-        let other = register(b.registry_addr(), "payments-value", OTHER);
+        let id = register(&b, &format!("{topic}-value"), SCHEMA);
+        let other = register(&b, "payments-value", OTHER);
 
         // Valid records pass.
         let (code, msg, _) = produce(&conn, &topic, &[wire(id, &[0x0a]), wire(id, &[0x02])]).await;
@@ -234,7 +222,7 @@ fn full_validation_is_set_and_read_with_admin_apis() {
         let conn = admin_conn(&b).await;
         let topic = unique("events");
         create(&conn, &topic, &[]).await;
-        let id = register(b.registry_addr(), &format!("{topic}-value"), SCHEMA);
+        let id = register(&b, &format!("{topic}-value"), SCHEMA);
         // No policy yet: anything goes.
         let (code, _, _) = produce(&conn, &topic, &[b"raw".to_vec()]).await;
         assert_eq!(code, 0);
@@ -295,7 +283,7 @@ fn full_validation_is_set_and_read_with_admin_apis() {
 }
 
 #[test]
-fn librdkafka_sees_invalid_record() {
+fn idempotent_librdkafka_producer_goes_on_after_a_rejection() {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let b = serve();
     let topic = unique("strict");
@@ -303,20 +291,167 @@ fn librdkafka_sees_invalid_record() {
         let conn = admin_conn(&b).await;
         create(&conn, &topic, &[("confluent.value.schema.validation", "true")]).await;
     });
+    let id = register(&b, &format!("{topic}-value"), SCHEMA);
     let mut c = client_config(&b.gateway_tls());
     c.set("security.protocol", "SASL_SSL")
         .set("ssl.ca.location", b.ca_pem().to_str().unwrap())
         .set("sasl.mechanisms", "SCRAM-SHA-256")
         .set("sasl.username", "admin")
         .set("sasl.password", ADMIN_PASSWORD)
-        .set("message.timeout.ms", "10000")
+        .set("message.timeout.ms", "15000")
         .set("enable.idempotence", "true");
     let p: FutureProducer = c.create().unwrap();
-    let err = runtime()
-        .block_on(p.send(
-            FutureRecord::<(), _>::to(&topic).payload("not avro"),
-            Duration::from_secs(10),
+    let send = |payload: Vec<u8>| {
+        runtime().block_on(p.send(
+            FutureRecord::<(), _>::to(&topic).payload(&payload),
+            Duration::from_secs(15),
         ))
-        .expect_err("refused");
+    };
+    send(wire(id, &[0x02])).expect("a valid record before");
+    let err = send(b"not avro".to_vec()).expect_err("refused");
     assert!(format!("{:?}", err.0).contains("InvalidRecord"), "{:?}", err.0);
+    // The idempotent producer's sequence has a gap now; it must recover and go on.
+    for i in 0..3u8 {
+        send(wire(id, &[i * 2])).unwrap_or_else(|e| panic!("record {i} after the rejection: {:?}", e.0));
+    }
+}
+
+#[test]
+fn pan_guard_refuses_card_numbers_without_echoing_them() {
+    let b = serve();
+    runtime().block_on(async {
+        let conn = admin_conn(&b).await;
+        let topic = unique("payments");
+        create(
+            &conn,
+            &topic,
+            &[
+                ("gatehouse.pan.guard", "true"),
+                ("gatehouse.pan.guard.allowlist", "6011000990139424"),
+            ],
+        )
+        .await;
+        let (code, msg, errs) = produce(
+            &conn,
+            &topic,
+            &[
+                br#"{"order":"A-17","amount":12}"#.to_vec(),
+                br#"{"card":"4111 1111 1111 1111"}"#.to_vec(),
+            ],
+        )
+        .await;
+        assert_eq!(code, 87, "{msg}");
+        assert_eq!(errs, vec![1]);
+        assert!(msg.contains("card number") && msg.contains("keyed hash"), "{msg}");
+        assert!(!msg.contains("4111"), "the number is never echoed: {msg}");
+        // Allowlisted look-alikes and ordinary numbers pass.
+        let (code, msg, _) = produce(
+            &conn,
+            &topic,
+            &[br#"{"order":6011000990139424,"ts":1732550400000}"#.to_vec()],
+        )
+        .await;
+        assert_eq!(code, 0, "{msg}");
+    });
+}
+
+/// Every `.log` segment of `topic` in the bundled broker's data dir, concatenated.
+fn segment_bytes(b: &Broker, topic: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(b.data_dir().join("broker")).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        if !name.starts_with(&format!("{topic}-")) {
+            continue;
+        }
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let f = f.unwrap().path();
+            if f.extension().is_some_and(|e| e == "log") {
+                out.extend(std::fs::read(&f).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn encrypted_topics_hold_only_ciphertext_on_disk() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let b = serve();
+    let topic = unique("cards");
+    runtime().block_on(async {
+        let conn = admin_conn(&b).await;
+        create(&conn, &topic, &[("gatehouse.encryption", "true")]).await;
+    });
+    let secure = || {
+        let mut c = client_config(&b.gateway_tls());
+        c.set("security.protocol", "SASL_SSL")
+            .set("ssl.ca.location", b.ca_pem().to_str().unwrap())
+            .set("sasl.mechanisms", "SCRAM-SHA-256")
+            .set("sasl.username", "admin")
+            .set("sasl.password", ADMIN_PASSWORD);
+        c
+    };
+    let mut pc = secure();
+    pc.set("compression.type", "lz4").set("linger.ms", "20");
+    let p: FutureProducer = pc.create().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let values: Vec<(String, String)> = (0..20)
+            .map(|i| (format!("SECRET-PLAINTEXT-MARKER-{i:02}"), format!("key-{i}")))
+            .collect();
+        let mut futs = Vec::new();
+        for (v, k) in &values {
+            futs.push(p.send(
+                FutureRecord::to(&topic).payload(v).key(k),
+                Duration::from_secs(15),
+            ));
+        }
+        for f in futs {
+            f.await.expect("delivered");
+        }
+        // A tombstone stays a tombstone.
+        p.send(FutureRecord::<_, ()>::to(&topic).key("key-0"), Duration::from_secs(15))
+            .await
+            .expect("tombstone");
+    });
+    let disk = segment_bytes(&b, &topic);
+    assert!(!disk.is_empty(), "the topic has segment files");
+    assert!(!contains(&disk, b"SECRET-PLAINTEXT-MARKER"), "no plaintext on disk");
+    assert!(contains(&disk, b"gatehouse.enc"), "records carry the envelope header");
+
+    // Consumers through the gateway read plaintext, without the gateway's headers.
+    let mut cc = secure();
+    cc.set("group.id", unique("g"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("check.crcs", "true");
+    let c: BaseConsumer = cc.create().unwrap();
+    c.subscribe(&[&topic]).unwrap();
+    let mut got = Vec::new();
+    let mut tombstones = 0;
+    let until = std::time::Instant::now() + OP_DEADLINE;
+    while got.len() + tombstones < 21 && std::time::Instant::now() < until {
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            let m = m.expect("fetch");
+            match m.payload() {
+                Some(v) => got.push(String::from_utf8_lossy(v).to_string()),
+                None => tombstones += 1,
+            }
+            if let Some(h) = m.headers() {
+                for i in 0..h.count() {
+                    assert!(!h.get(i).key.starts_with("gatehouse."), "gateway headers removed");
+                }
+            }
+        }
+    }
+    assert_eq!(tombstones, 1);
+    assert_eq!(got.len(), 20);
+    assert_eq!(got[3], "SECRET-PLAINTEXT-MARKER-03");
 }

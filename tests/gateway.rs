@@ -519,7 +519,7 @@ fn security_decisions_land_in_the_audit_trail() {
         .output()
         .expect("audit query");
     let text = String::from_utf8_lossy(&out.stdout).to_string()
-        + &String::from_utf8_lossy(&out.stderr);
+        + String::from_utf8_lossy(&out.stderr).as_ref();
     assert!(text.contains("io.gatehouse.authentication"), "{text}");
     assert!(text.contains("\"granted\":false") || text.contains("\"granted\": false"), "{text}");
     assert!(text.contains("_schemas"), "the denied internal-topic write is recorded: {text}");

@@ -228,6 +228,8 @@ fn non_loopback_listener_is_refused() {
             listen: "0.0.0.0:0".parse().unwrap(),
             bootstrap: "127.0.0.1:1".into(),
             sasl: None,
+            tls: None,
+            auth: None,
         }))
         .unwrap_err();
     assert!(matches!(err, ServerError::NotLoopback(_)), "{err}");
@@ -249,6 +251,8 @@ fn multi_partition_schema_topic_is_refused() {
             listen: "127.0.0.1:0".parse().unwrap(),
             bootstrap: broker.bootstrap(),
             sasl: None,
+            tls: None,
+            auth: None,
         }))
         .unwrap_err();
     assert!(err.to_string().contains("3 partitions"), "{err}");
@@ -269,6 +273,8 @@ fn delete_policy_schema_topic_is_refused() {
             listen: "127.0.0.1:0".parse().unwrap(),
             bootstrap: broker.bootstrap(),
             sasl: None,
+            tls: None,
+            auth: None,
         }))
         .unwrap_err();
     assert!(err.to_string().contains("cleanup.policy"), "{err}");

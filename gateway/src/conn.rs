@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::authz::{self, Access, Request, Route, code};
-use crate::{Inner, Listener, admin, guard, topics};
+use crate::{Inner, Listener, admin, crypt, guard, topics};
 
 /// A response being produced; `Err` closes the connection after the responses before it.
 type Pending = Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>;
@@ -357,9 +357,17 @@ impl State {
             match authz::produce_parts(&req, access) {
                 Ok(authz::ProduceParts::Done(r)) => Ok(r),
                 Ok(authz::ProduceParts::Parts(mut parts)) => {
-                    rejections =
-                        guard::check_produce(&mut parts, &gw.governance, gw.validator.as_deref())
-                            .await;
+                    rejections = guard::check_produce(
+                        &mut parts,
+                        &gw.governance,
+                        gw.validator.as_deref(),
+                        &gw.pan_key,
+                    )
+                    .await;
+                    rejections.extend(
+                        crypt::encrypt_produce(&mut parts, &gw.governance, gw.envelope.as_ref())
+                            .await,
+                    );
                     authz::produce_route(&req, parts, &rewriter)
                 }
                 Err(e) => Err(e),
@@ -427,9 +435,23 @@ impl State {
         };
         let topics::Intercepted {
             route,
-            then,
+            mut then,
             synthesized,
         } = intercepted;
+        if h.api_key == ApiKey::Fetch as i16 && gw.governance.any_encryption() {
+            let governance = gw.governance.clone();
+            let envelope = gw.envelope.clone();
+            let reader = crypt::Reader {
+                principal: principal.clone(),
+                authorizer: gw.authorizer.clone(),
+            };
+            let version = h.api_version;
+            then = Some(Box::new(move |framed: Bytes| {
+                Box::pin(async move {
+                    crypt::decrypt_fetch(framed, version, governance, envelope, reader).await
+                })
+            }));
+        }
         let audited = async move {
             if audit.is_empty() {
                 Ok(())

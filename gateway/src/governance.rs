@@ -19,6 +19,7 @@
 //! | `gatehouse.encryption` | `true`/`false` | envelope encryption of record values at rest |
 //! | `gatehouse.encryption.readers` | `all`, `role` | `role`: only `plaintext-reader` principals get plaintext |
 //! | `gatehouse.pan.guard` | `true`/`false` | reject plaintext card numbers (PCI DSS 3.5) |
+//! | `gatehouse.pan.guard.allowlist` | comma-separated digit strings | numbers that look like PANs but are not (e.g. order ids) |
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -96,6 +97,10 @@ pub fn check(name: &str, value: Option<&str>) -> Result<(), String> {
             matches!(value, "none" | "schema-id" | "full")
         }
         "gatehouse.encryption.readers" => matches!(value, "all" | "role"),
+        "gatehouse.pan.guard.allowlist" => value
+            .split(',')
+            .map(str::trim)
+            .all(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())),
         _ => {
             return Err(format!(
                 "unknown governance config {name}; known: {}",
@@ -121,6 +126,7 @@ pub const KNOWN: &[&str] = &[
     "gatehouse.encryption",
     "gatehouse.encryption.readers",
     "gatehouse.pan.guard",
+    "gatehouse.pan.guard.allowlist",
 ];
 
 /// The policy of one topic, derived from its governance configs.
@@ -136,6 +142,8 @@ pub struct TopicPolicy {
     pub readers_role: bool,
     /// Plaintext card numbers are refused.
     pub pan_guard: bool,
+    /// Numbers the PAN guard lets through.
+    pub pan_allowlist: std::collections::HashSet<String>,
 }
 
 impl TopicPolicy {
@@ -162,6 +170,14 @@ impl TopicPolicy {
             encryption: get("gatehouse.encryption").and_then(boolean) == Some(true),
             readers_role: get("gatehouse.encryption.readers") == Some("role"),
             pan_guard: get("gatehouse.pan.guard").and_then(boolean) == Some(true),
+            pan_allowlist: get("gatehouse.pan.guard.allowlist")
+                .map(|v| {
+                    v.split(',')
+                        .map(|d| d.trim().to_string())
+                        .filter(|d| !d.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -243,6 +259,11 @@ impl Governance {
     /// The policy of `topic`, if it has governance configs.
     pub fn policy(&self, topic: &str) -> Option<Arc<TopicPolicy>> {
         self.inner.read().policies.get(topic).cloned()
+    }
+
+    /// Whether any topic has encryption on (fetch responses are only inspected then).
+    pub fn any_encryption(&self) -> bool {
+        self.inner.read().policies.values().any(|p| p.encryption)
     }
 
     /// Whether `topic` is being created and its governance state is not stored yet.

@@ -52,6 +52,7 @@ pub(crate) async fn check_produce(
     parts: &mut ProduceRequestParts,
     governance: &Governance,
     validator: Option<&Validator>,
+    pan_key: &[u8; 32],
 ) -> Vec<Rejection> {
     let mut rejections = Vec::new();
     let mut changed = false;
@@ -77,7 +78,7 @@ pub(crate) async fn check_produce(
         let Some(policy) = governance.policy(&name) else {
             continue;
         };
-        if policy.value.is_none() && policy.key.is_none() {
+        if policy.value.is_none() && policy.key.is_none() && !policy.pan_guard {
             continue;
         }
         let mut refused = Vec::new();
@@ -87,7 +88,7 @@ pub(crate) async fn check_produce(
                 kept.push(p);
                 continue;
             };
-            match check_partition(&name, &records, &policy, validator).await {
+            match check_partition(&name, &records, &policy, validator, pan_key).await {
                 Ok(()) => kept.push(p),
                 Err(PartitionRefusal {
                     code,
@@ -148,6 +149,34 @@ fn partition_error(
         .with_error_message(Some(StrBytes::from_string(message)))
 }
 
+/// The PAN guard over a record's key, value and header values; the message names where the
+/// number was found and its keyed hash, never the number.
+fn pan_check(
+    rec: &gatehouse_protocol::records::Record,
+    allowlist: &std::collections::HashSet<String>,
+    key: &[u8; 32],
+) -> Option<String> {
+    let found = |what: &str, f: crate::pan::Finding| {
+        format!(
+            "{what}: contains what looks like a plaintext card number (PAN, keyed hash {}); \
+             tokenize or encrypt it before producing",
+            f.keyed_hash(key)
+        )
+    };
+    if let Some(f) = rec.value.as_deref().and_then(|v| crate::pan::scan(v, allowlist)) {
+        return Some(found("value", f));
+    }
+    if let Some(f) = rec.key.as_deref().and_then(|v| crate::pan::scan(v, allowlist)) {
+        return Some(found("key", f));
+    }
+    for h in &rec.headers {
+        if let Some(f) = h.value.as_deref().and_then(|v| crate::pan::scan(v, allowlist)) {
+            return Some(found(&format!("header {}", String::from_utf8_lossy(&h.key)), f));
+        }
+    }
+    None
+}
+
 struct PartitionRefusal {
     code: i16,
     message: String,
@@ -159,8 +188,10 @@ async fn check_partition(
     records: &bytes::Bytes,
     policy: &Arc<TopicPolicy>,
     validator: Option<&Validator>,
+    pan_key: &[u8; 32],
 ) -> Result<(), PartitionRefusal> {
-    let Some(validator) = validator else {
+    let needs_registry = policy.value.is_some() || policy.key.is_some();
+    if needs_registry && validator.is_none() {
         return Err(PartitionRefusal {
             code: INVALID_RECORD,
             message: format!(
@@ -188,6 +219,28 @@ async fn check_partition(
             record_errors: Vec::new(),
         })?;
         for rec in recs {
+            if policy.pan_guard {
+                if let Some(message) = pan_check(&rec, &policy.pan_allowlist, pan_key) {
+                    let message = format!("record {index} {message}");
+                    bad += 1;
+                    if errors.len() < MAX_RECORD_ERRORS {
+                        errors.push(
+                            BatchIndexAndErrorMessage::default()
+                                .with_batch_index(index)
+                                .with_batch_index_error_message(Some(StrBytes::from_string(
+                                    message.clone(),
+                                ))),
+                        );
+                    }
+                    first.get_or_insert(message);
+                    index = index.saturating_add(1);
+                    continue;
+                }
+            }
+            let Some(validator) = validator else {
+                index = index.saturating_add(1);
+                continue;
+            };
             let headers: Vec<(&str, &[u8])> = rec
                 .headers
                 .iter()

@@ -15,9 +15,11 @@
 pub(crate) mod admin;
 pub mod authz;
 mod conn;
+mod crypt;
 pub mod governance;
 mod guard;
 mod metrics;
+pub mod pan;
 pub mod rewrite;
 pub mod tls;
 mod topics;
@@ -106,6 +108,11 @@ pub struct GatewayDeps {
     /// Record validation against the schema registry; `None`: topics that require it refuse
     /// every record (fail closed).
     pub validator: Option<Arc<gatehouse_registry::validate::Validator>>,
+    /// Key of the PAN guard's keyed hashes (derived from the master key under `serve`).
+    pub pan_key: [u8; 32],
+    /// Envelope encryption for topics with `gatehouse.encryption=true`; `None`: such topics
+    /// refuse produce (never stored in clear).
+    pub envelope: Option<gatehouse_compliance::vault::envelope::Envelope>,
 }
 
 /// Why the gateway could not start.
@@ -165,6 +172,9 @@ pub(crate) struct Inner {
     metrics: metrics::Metrics,
     governance: governance::Governance,
     validator: Option<Arc<gatehouse_registry::validate::Validator>>,
+    /// Key of the PAN guard's keyed hashes (so reports correlate without the number).
+    pan_key: [u8; 32],
+    envelope: Option<gatehouse_compliance::vault::envelope::Envelope>,
 }
 
 impl Inner {
@@ -263,6 +273,8 @@ impl Gateway {
                 .governance
                 .unwrap_or_else(governance::Governance::in_memory),
             validator: deps.validator,
+            pan_key: deps.pan_key,
+            envelope: deps.envelope,
         });
         let (shutdown, _) = watch::channel(false);
         let connections = Arc::new(Semaphore::new(config.max_connections));

@@ -13,13 +13,13 @@
 //! * [`kafka`]: [`kafka::KafkaStore`], the store whose durable state is the compacted
 //!   `_schemas` topic in Confluent's record layout ([`kafka::record`]), replayed into a
 //!   [`api::MemoryStore`] at start.
-//! * [`server`]: [`start`] serves the API over HTTP on loopback against a broker.
+//! * [`server`]: [`start`] serves the API against a broker, over HTTPS (any address) or plain
+//!   HTTP (loopback only), optionally with authentication and subject ACLs ([`api::auth`]).
 //! * [`validate`]: [`validate::Validator`], the record validation API for the gateway's
 //!   produce path (wire formats, subject name strategies, full payload decoding, compiled
 //!   schemas cached by id).
 //!
-//! Not built yet: the local sled index, leader election between registry nodes, HTTPS and
-//! authentication/authorisation.
+//! Not built yet: the local sled index and leader election between registry nodes.
 //!
 //! Depends on `protocol`, `policy` and `compliance`, never on `broker` or `gateway`.
 

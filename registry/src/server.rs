@@ -1,32 +1,67 @@
 //! The registry's HTTP server: [`start`] (or [`start_with_audit`]) connects to the broker, opens the
 //! [`KafkaStore`] (creating or checking `_schemas` and replaying it), binds the listener and
-//! serves the Confluent REST API ([`crate::api::router`]) until [`RunningRegistry::shutdown`].
+//! serves the Confluent REST API ([`crate::api::secured_router`]) until
+//! [`RunningRegistry::shutdown`].
 //!
-//! Plain HTTP only, so the listener must be a loopback address; HTTPS (with the gateway's
-//! certificate) for other addresses comes with the gateway.
+//! With [`RegistryServerConfig::tls`] the registry serves HTTPS on any address (under
+//! `gatehouse serve`: the gateway's certificate, hot-reloaded with it). TLS handshakes run in
+//! their own tasks (10 s limit), so a slow client never holds up the others; the handshaken
+//! streams are handed to axum, which still sees the client address (`ConnectInfo`). Without
+//! TLS the listener must be a loopback address: plain HTTP is never served off loopback.
+//! [`RegistryServerConfig::auth`] turns on authentication and ACLs ([`crate::api::auth`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use gatehouse_protocol::client::{Client, ClientConfig};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tracing::{debug, info, warn};
 
-use crate::api::{AuditSink, SchemaStore, router, router_with_audit};
+use crate::api::{AuditSink, RegistryAuth, SchemaStore, secured_router};
 use crate::kafka::{KafkaStore, OpenError, SCHEMAS_TOPIC};
+
+/// Time a client gets to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshaken connections waiting for the server to take them.
+const ACCEPT_QUEUE: usize = 128;
 
 /// Where the registry listens and which broker holds its topic.
 #[derive(Debug, Clone)]
 pub struct RegistryServerConfig {
-    /// HTTP listen address; must be loopback (plain HTTP).
+    /// Listen address; must be loopback without [`RegistryServerConfig::tls`].
     pub listen: SocketAddr,
     /// Broker bootstrap list, `host:port[,host:port...]`.
     pub bootstrap: String,
     /// SASL credential for the broker connection (the bundled broker's internal credential,
     /// or a service account on an external cluster).
     pub sasl: Option<gatehouse_protocol::client::SaslCredentials>,
+    /// Serve HTTPS with this configuration (any listen address).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Authenticate every request and check ACLs on subjects; `None` serves everyone.
+    pub auth: Option<RegistryAuth>,
+}
+
+impl RegistryServerConfig {
+    /// Plain HTTP without authentication (loopback only): tests and development.
+    pub fn plain(
+        listen: SocketAddr,
+        bootstrap: impl Into<String>,
+        sasl: Option<gatehouse_protocol::client::SaslCredentials>,
+    ) -> Self {
+        Self {
+            listen,
+            bootstrap: bootstrap.into(),
+            sasl,
+            tls: None,
+            auth: None,
+        }
+    }
 }
 
 /// Why the registry did not start or stopped badly.
@@ -34,7 +69,7 @@ pub struct RegistryServerConfig {
 pub enum ServerError {
     /// Plain HTTP is refused off loopback.
     #[error(
-        "registry listener {0} is not a loopback address: the registry serves plain HTTP only on loopback (HTTPS comes with the gateway)"
+        "registry listener {0} is not a loopback address: the registry serves plain HTTP only on loopback (configure TLS to listen elsewhere)"
     )]
     NotLoopback(SocketAddr),
     /// The bootstrap list is empty.
@@ -120,7 +155,7 @@ async fn start_inner(
     config: RegistryServerConfig,
     audit: Option<Arc<dyn AuditSink>>,
 ) -> Result<RunningRegistry, ServerError> {
-    if !config.listen.ip().is_loopback() {
+    if config.tls.is_none() && !config.listen.ip().is_loopback() {
         return Err(ServerError::NotLoopback(config.listen));
     }
     let bootstrap: Vec<String> = config
@@ -158,30 +193,108 @@ async fn start_inner(
             source,
         })?;
     let shared = store.clone() as Arc<dyn SchemaStore>;
-    let app = match audit {
-        Some(sink) => router_with_audit(shared, sink),
-        None => router(shared),
-    };
+    let secured = config.auth.is_some();
+    let app = secured_router(shared, config.auth, audit);
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let r = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = stopped.await;
-        })
-        .await;
-        if let Err(e) = &r {
-            warn!("registry server stopped: {e}");
+    let shutdown = async {
+        let _ = stopped.await;
+    };
+    let scheme = if config.tls.is_some() { "HTTPS" } else { "HTTP" };
+    let task = match config.tls {
+        Some(tls) => {
+            let listener = TlsListener::spawn(listener, local_addr, TlsAcceptor::from(tls));
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            tokio::spawn(async move {
+                // `tap_io` gives the listener axum's `ConnectInfo<SocketAddr>` support.
+                let r = axum::serve(listener.tap_io(|_| {}), app)
+                    .with_graceful_shutdown(shutdown)
+                    .await;
+                if let Err(e) = &r {
+                    warn!("registry server stopped: {e}");
+                }
+                r
+            })
         }
-        r
-    });
-    info!(%local_addr, "schema registry listening (HTTP)");
+        None => {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            tokio::spawn(async move {
+                let r = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await;
+                if let Err(e) = &r {
+                    warn!("registry server stopped: {e}");
+                }
+                r
+            })
+        }
+    };
+    info!(%local_addr, scheme, authentication = secured, "schema registry listening");
     Ok(RunningRegistry {
         local_addr,
         store,
         stop: Some(stop),
         task,
     })
+}
+
+/// An axum listener of TLS streams: one task accepts TCP connections and runs each handshake
+/// in its own task; finished handshakes queue for the server. The accept task ends when the
+/// server drops the listener.
+struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local_addr: SocketAddr,
+}
+
+impl TlsListener {
+    fn spawn(tcp: TcpListener, local_addr: SocketAddr, acceptor: TlsAcceptor) -> Self {
+        let (tx, ready) = mpsc::channel(ACCEPT_QUEUE);
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    a = tcp.accept() => a,
+                    () = tx.closed() => return,
+                };
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off briefly.
+                        debug!(error = %e, "registry accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => debug!(client = %peer, error = %e, "registry TLS handshake failed"),
+                        Err(_) => debug!(client = %peer, "registry TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Self { ready, local_addr }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(c) => c,
+            // The accept task is gone (it only ends when this listener is dropped).
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
 }

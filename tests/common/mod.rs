@@ -932,6 +932,8 @@ pub fn start_registry(
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         bootstrap: bootstrap.to_string(),
         sasl: None,
+        tls: None,
+        auth: None,
     };
     let until = Instant::now() + Duration::from_secs(60);
     loop {

@@ -1,15 +1,19 @@
 """Schema registry with confluent-kafka's SchemaRegistryClient and Avro serdes.
 
 Starts `gatehouse serve` (broker + registry + admin) on free loopback ports, waits for /health
-200 and then for the registry listener, registers Avro, Protobuf and JSON schemas, reads them
-back, checks compatibility, and round-trips an Avro record through the broker.
+200 and then for the registry listener (HTTPS with the serve CA), registers Avro, Protobuf and
+JSON schemas as `admin` (HTTP Basic), reads them back, checks compatibility, and round-trips an
+Avro record through the broker. Without credentials the registry answers 401/40101.
 
 Set GATEHOUSE_TEST_REGISTRY_URL and GATEHOUSE_TEST_BOOTSTRAP to run against an already
-running registry and broker instead.
+running registry and broker instead (GATEHOUSE_TEST_REGISTRY_CA and
+GATEHOUSE_TEST_REGISTRY_USER_INFO=`user:password` when it needs them).
 """
 
+import json
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 import time
@@ -49,8 +53,9 @@ message Order {
 JSON_SCHEMA = """{"type": "object", "properties": {"sku": {"type": "string"}}, "required": ["sku"]}"""
 
 
-def _get(url):
-    with urllib.request.urlopen(url, timeout=2) as r:
+def _get(url, ca=None):
+    ctx = ssl.create_default_context(cafile=ca) if ca else None
+    with urllib.request.urlopen(url, timeout=2, context=ctx) as r:
         return r.status
 
 
@@ -77,7 +82,17 @@ class Serve:
 
     @property
     def registry_url(self):
-        return f"http://127.0.0.1:{self.registry_port}"
+        # The serve certificate covers localhost and 127.0.0.1.
+        return f"https://localhost:{self.registry_port}"
+
+    @property
+    def ca(self):
+        return os.path.join(self.dir, "data", "tls", "ca.pem")
+
+    @property
+    def sr_conf(self):
+        return {"url": self.registry_url, "ssl.ca.location": self.ca,
+                "basic.auth.user.info": f"admin:{ADMIN_PASSWORD}"}
 
     def start(self):
         data = os.path.join(self.dir, "data")
@@ -92,13 +107,15 @@ class Serve:
                  "--admin-listen", f"127.0.0.1:{self.admin_port}",
                  "--registry-listen", f"127.0.0.1:{self.registry_port}",
                  "--gateway-listen", f"127.0.0.1:{free_port()}",
-                 "--gateway-plain-listen", f"127.0.0.1:{self.plain_port}"],
+                 "--gateway-plain-listen", f"127.0.0.1:{self.plain_port}",
+                 "--gateway-advertised-host", "localhost"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
         self._wait(f"http://127.0.0.1:{self.admin_port}/health", "/health 200")
         # Until `serve` starts the registry this wait fails with the message below.
-        self._wait(self.registry_url + "/", "the registry listener (is `serve` wired to start it?)")
+        self._wait(self.registry_url + "/", "the registry listener (is `serve` wired to start it?)",
+                   ca=self.ca)
 
-    def _wait(self, url, what):
+    def _wait(self, url, what, ca=None):
         deadline = time.monotonic() + START_DEADLINE_S
         last = "no attempt"
         while True:
@@ -106,7 +123,7 @@ class Serve:
             if code is not None:
                 raise RuntimeError(f"gatehouse serve exited with {code}\n{self.log_tail()}")
             try:
-                if _get(url) == 200:
+                if _get(url, ca) == 200:
                     return
             except (urllib.error.URLError, OSError) as e:
                 last = str(e)
@@ -134,6 +151,16 @@ class Serve:
 class External:
     bootstrap = os.environ.get("GATEHOUSE_TEST_BOOTSTRAP", "")
     registry_url = os.environ.get("GATEHOUSE_TEST_REGISTRY_URL", "")
+    ca = os.environ.get("GATEHOUSE_TEST_REGISTRY_CA") or None
+
+    @property
+    def sr_conf(self):
+        conf = {"url": self.registry_url}
+        if self.ca:
+            conf["ssl.ca.location"] = self.ca
+        if os.environ.get("GATEHOUSE_TEST_REGISTRY_USER_INFO"):
+            conf["basic.auth.user.info"] = os.environ["GATEHOUSE_TEST_REGISTRY_USER_INFO"]
+        return conf
 
 
 @pytest.fixture(scope="module")
@@ -154,10 +181,21 @@ def serve(request):
 
 @pytest.fixture(scope="module")
 def sr(serve):
-    return SchemaRegistryClient({"url": serve.registry_url})
+    return SchemaRegistryClient(serve.sr_conf)
 
 
-def test_register_and_read_back_all_formats(sr):
+def test_credentials_are_required(serve):
+    if not serve.ca:
+        pytest.skip("needs the registry's CA")
+    ctx = ssl.create_default_context(cafile=serve.ca)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(serve.registry_url + "/subjects", timeout=10, context=ctx)
+    assert e.value.code == 401
+    assert e.value.headers.get("WWW-Authenticate") == 'Basic realm="gatehouse"'
+    assert json.loads(e.value.read())["error_code"] == 40101
+
+
+def test_register_and_read_back_all_formats(serve, sr):
     subj = unique("py-users") + "-value"
     avro_id = sr.register_schema(subj, Schema(USER_V1, "AVRO"))
     proto_id = sr.register_schema(unique("py-orders") + "-value", Schema(PROTO, "PROTOBUF"))
@@ -167,7 +205,7 @@ def test_register_and_read_back_all_formats(sr):
     # Re-registering is idempotent.
     assert sr.register_schema(subj, Schema(USER_V1, "AVRO")) == avro_id
 
-    fresh = SchemaRegistryClient({"url": sr._rest_client.base_urls[0]})  # no client cache
+    fresh = SchemaRegistryClient(serve.sr_conf)  # no client cache
     got = fresh.get_schema(avro_id)
     assert got.schema_type == "AVRO"
     assert '"name":"User"' in got.schema_str.replace(" ", "")

@@ -19,12 +19,14 @@ Tansu 0.6 differences met on the way (each handled where it matters):
 The module is skipped only when the tansu binary is missing.
 """
 
+import base64
 import glob
 import json
 import os
 import pathlib
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -113,7 +115,8 @@ class TansuUpstream:
 
     @property
     def registry_url(self):
-        return f"http://127.0.0.1:{self.registry_port}"
+        # HTTPS with the serve CA (the certificate covers localhost); admin via HTTP Basic.
+        return f"https://localhost:{self.registry_port}"
 
     def start(self):
         url = f"tcp://{self.tansu_bootstrap}"
@@ -381,29 +384,38 @@ def read_direct(upstream, topic, n, linger_s=1.0):
     return seen
 
 
-def http(method, url, body=None):
+def http(method, url, body=None, ca=None, user_info=None):
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+    headers = {"Content-Type": "application/vnd.schemaregistry.v1+json"}
+    if user_info is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(user_info.encode()).decode()
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    ctx = ssl.create_default_context(cafile=ca) if ca else None
     try:
-        with urllib.request.urlopen(req, timeout=30) as r:
+        with urllib.request.urlopen(req, timeout=30, context=ctx) as r:
             return r.status, json.loads(r.read() or b"null")
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"null")
+
+
+def registry_http(upstream, method, url, body=None):
+    """`http` to the registry of `upstream`: its CA, as admin."""
+    return http(method, url, body, ca=upstream.ca_path, user_info=f"admin:{ADMIN_PASSWORD}")
 
 
 def test_registry_stores_schemas_in_tansu(upstream):
     subject = unique("tansu-subject") + "-value"
     schema = json.dumps({"type": "record", "name": "Reading", "fields": [
         {"name": "id", "type": "long"}, {"name": "celsius", "type": "double"}]})
-    status, body = http("POST", f"{upstream.registry_url}/subjects/{subject}/versions",
-                        {"schema": schema})
+    status, body = registry_http(upstream, "POST",
+                                 f"{upstream.registry_url}/subjects/{subject}/versions",
+                                 {"schema": schema})
     assert status == 200, body
     schema_id = body["id"]
-    status, body = http("GET", f"{upstream.registry_url}/schemas/ids/{schema_id}")
+    status, body = registry_http(upstream, "GET", f"{upstream.registry_url}/schemas/ids/{schema_id}")
     assert status == 200, body
     assert json.loads(body["schema"]) == json.loads(schema)
-    status, body = http("GET", f"{upstream.registry_url}/subjects/{subject}/versions/latest")
+    status, body = registry_http(upstream, "GET", f"{upstream.registry_url}/subjects/{subject}/versions/latest")
     assert status == 200, body
     assert body["version"] == 1 and body["id"] == schema_id
 
@@ -426,8 +438,9 @@ def test_registry_stores_schemas_in_tansu(upstream):
 
 
 def register(upstream, subject, schema):
-    status, body = http("POST", f"{upstream.registry_url}/subjects/{subject}/versions",
-                        {"schema": schema})
+    status, body = registry_http(upstream, "POST",
+                                 f"{upstream.registry_url}/subjects/{subject}/versions",
+                                 {"schema": schema})
     assert status == 200, body
     return body["id"]
 
@@ -453,7 +466,7 @@ def test_restart_replays_users_acls_and_schemas_from_tansu(upstream):
 
     got = consume_group(upstream.conf(user=user, password=password), topic, 1, group)
     assert [m.value() for m in got] == [b"kept"]
-    status, body = http("GET", f"{upstream.registry_url}/subjects/{subject}/versions/1")
+    status, body = registry_http(upstream, "GET", f"{upstream.registry_url}/subjects/{subject}/versions/1")
     assert status == 200, body
     assert body["id"] == schema_id
     # A new schema gets a fresh id (the id high-water mark was replayed too).

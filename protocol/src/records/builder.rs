@@ -41,6 +41,8 @@ pub struct BatchBuilder {
     base_timestamp: Option<i64>,
     max_timestamp: i64,
     scratch: Vec<u8>,
+    /// Set by [`BatchBuilder::like`]: the original batch's `lastOffsetDelta`.
+    last_offset_delta: Option<i32>,
 }
 
 impl Default for BatchBuilder {
@@ -76,7 +78,44 @@ impl BatchBuilder {
             base_timestamp: None,
             max_timestamp: -1,
             scratch: Vec::new(),
+            last_offset_delta: None,
         }
+    }
+
+    /// A builder that writes a batch with the same header as `header` (offsets, leader
+    /// epoch, producer id/epoch/sequence, attributes incl. compression, base timestamp and
+    /// `lastOffsetDelta`), for re-encoding a batch whose records change (encryption):
+    /// push the records with [`BatchBuilder::push_same_offset`]. Only the CRC (and the sizes)
+    /// differ from the original.
+    pub fn like(header: &super::BatchHeader) -> Result<Self, ProtocolError> {
+        let mut b = Self::new()
+            .compression(header.compression()?)
+            .base_offset(header.base_offset)
+            .partition_leader_epoch(header.partition_leader_epoch)
+            .producer(header.producer_id, header.producer_epoch, header.base_sequence)
+            .transactional(header.is_transactional())
+            .control(header.is_control())
+            .timestamp_type(header.timestamp_type());
+        if header.timestamp_type() == TimestampType::LogAppendTime {
+            b = b.log_append_time(header.max_timestamp);
+        }
+        b.base_timestamp = Some(header.base_timestamp);
+        b.last_offset_delta = Some(header.last_offset_delta);
+        Ok(b)
+    }
+
+    /// Appends a decoded record keeping its offset delta (compacted batches have gaps).
+    pub fn push_same_offset(&mut self, record: &Record, timestamp: i64) -> Result<(), ProtocolError> {
+        let count = self.count;
+        self.count = record.offset_delta;
+        let pushed = self.push(
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+            timestamp,
+        );
+        self.count = count.saturating_add(1);
+        pushed
     }
 
     /// Sets the compression codec.
@@ -263,7 +302,9 @@ impl BatchBuilder {
             .map_err(|_| too_big(format!("batch of {total} bytes")))?;
         let base_timestamp = self.base_timestamp.unwrap_or(-1);
         let max_timestamp = self.log_append_time.unwrap_or(self.max_timestamp);
-        let last_offset_delta = (self.count - 1).max(0);
+        let last_offset_delta = self
+            .last_offset_delta
+            .unwrap_or_else(|| (self.count - 1).max(0));
 
         let mut out = BytesMut::with_capacity(total);
         out.put_i64(self.base_offset);

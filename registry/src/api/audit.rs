@@ -19,12 +19,24 @@
 //! The resource is `Subject:{name}`, or `Registry:global` for the global config and mode.
 //! The outcome is `SUCCESS` or `FAILURE` with the HTTP status in the `httpStatus` attribute and
 //! Confluent's `error_code` as the outcome's error code. Error messages are not recorded (they
-//! can quote schema text). Until authentication lands the principal is `anonymous` and every
-//! request is `granted`. The client address comes from axum's `ConnectInfo<SocketAddr>` when
-//! the router is served with it ([`axum::Router::into_make_service_with_connect_info`]).
+//! can quote schema text). The principal and `authMechanism` are the authenticated
+//! [`Caller`] (`User:alice`, `HTTP/BASIC` or `HTTP/BEARER`); without authentication
+//! ([`super::router_with_audit`] alone) the principal is `anonymous`. The client address comes
+//! from axum's `ConnectInfo<SocketAddr>` when the router is served with it
+//! ([`axum::Router::into_make_service_with_connect_info`]).
+//!
+//! Besides state changes, the layer records refusals of any request, read or write:
+//!
+//! * an authorization denial (403/40301, a [`Denied`] response extension) as an
+//!   `io.gatehouse.authorization` event, `granted: false`, outcome `DENIED` with error code
+//!   `40301`, the refused operation and resource, and the deciding DENY rule when there is one;
+//! * refused credentials (401/40101 with an [`AuthFailed`] extension: a wrong password, a bad
+//!   token; not a request without credentials) as an `io.gatehouse.authentication` event with
+//!   the Basic user name (never the password or the token).
 //!
 //! If the sink fails, the change may already be applied but cannot be acknowledged: the
-//! client gets 500 with error code 50001 and the failure is logged.
+//! client gets 500 with error code 50001 and the failure is logged. A refusal that cannot be
+//! recorded is still refused; the failure is logged.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,11 +52,12 @@ use gatehouse_compliance::{AuditEvent, AuditLog, EventType, Outcome};
 use serde_json::{Value, json};
 use tracing::error;
 
+use super::auth::{AuthFailed, Caller, Denied, operation_label};
 use super::{CONTENT_TYPE, SchemaStore, router};
 
 /// The `service` field of registry audit events.
 pub const AUDIT_SERVICE: &str = "registry";
-/// The principal recorded until authentication lands.
+/// The principal recorded when the registry runs without authentication.
 pub const ANONYMOUS: &str = "anonymous";
 
 /// Why an audit event could not be recorded.
@@ -73,7 +86,13 @@ impl AuditSink for AuditLog {
 
 /// The REST router over `store` with every state-changing request audited through `sink`.
 pub fn router_with_audit(store: Arc<dyn SchemaStore>, sink: Arc<dyn AuditSink>) -> Router {
-    router(store).route_layer(middleware::from_fn_with_state(sink, audit_layer))
+    with_audit(router(store), sink)
+}
+
+/// Adds the audit layer to `router` (outermost: it sees the [`Caller`], [`Denied`] and
+/// [`AuthFailed`] extensions the auth layer leaves on responses).
+pub(crate) fn with_audit(router: Router, sink: Arc<dyn AuditSink>) -> Router {
+    router.route_layer(middleware::from_fn_with_state(sink, audit_layer))
 }
 
 /// What an audited request is: the event's `method` and `operation`.
@@ -108,10 +127,10 @@ async fn audit_layer(
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned());
-    let Some((method, operation)) = route.as_deref().and_then(|r| classify(request.method(), r))
-    else {
-        return next.run(request).await;
-    };
+    let classified = route
+        .as_deref()
+        .and_then(|r| classify(request.method(), r));
+    let http_method = request.method().clone();
     let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -126,6 +145,25 @@ async fn audit_layer(
         .map(|Path(p)| p)
         .unwrap_or_default();
     let response = next.run(Request::from_parts(parts, body)).await;
+    let caller = response.extensions().get::<Caller>().cloned();
+    let method_name = || match classified {
+        Some((m, _)) => m.to_string(),
+        None => format!("{http_method} {}", route.as_deref().unwrap_or("?")),
+    };
+
+    if let Some(failed) = response.extensions().get::<AuthFailed>() {
+        let event = auth_failure_event(failed, method_name(), client.as_deref());
+        record_refusal(&*sink, event).await;
+        return response;
+    }
+    if let Some(denied) = response.extensions().get::<Denied>() {
+        let event = denial_event(denied, caller.as_ref(), method_name(), client.as_deref());
+        record_refusal(&*sink, event).await;
+        return response;
+    }
+    let Some((method, operation)) = classified else {
+        return response;
+    };
 
     // Buffer the (small, in-memory) JSON answer to read the error code or the new state.
     let (head, body) = response.into_parts();
@@ -155,15 +193,21 @@ async fn audit_layer(
             .map_or_else(|| status.as_u16().to_string(), |c| c.to_string());
         outcome = outcome.with_error_code(code);
     }
+    let principal = caller
+        .as_ref()
+        .map_or_else(|| ANONYMOUS.to_string(), |c| c.principal.to_string());
     let mut b = AuditEvent::builder(EventType::Schema)
         .service(AUDIT_SERVICE)
         .method(method)
-        .principal(ANONYMOUS)
+        .principal(principal)
         .resource(rtype, rname)
         .operation(operation)
         .granted(true)
         .outcome(outcome)
         .attribute("httpStatus", status.as_u16().to_string());
+    if let Some(c) = &caller {
+        b = b.auth_mechanism(c.mechanism);
+    }
     if let Some(c) = client {
         b = b.client_address(c);
     }
@@ -197,6 +241,81 @@ async fn audit_layer(
         return audit_failed();
     }
     Response::from_parts(head, Body::from(bytes))
+}
+
+/// An `io.gatehouse.authorization` event for a 403.
+fn denial_event(
+    d: &Denied,
+    caller: Option<&Caller>,
+    method: String,
+    client: Option<&str>,
+) -> Result<AuditEvent, AuditSinkError> {
+    let principal = caller.map_or_else(|| ANONYMOUS.to_string(), |c| c.principal.to_string());
+    let mut b = AuditEvent::builder(EventType::Authorization)
+        .service(AUDIT_SERVICE)
+        .method(method)
+        .principal(principal)
+        .resource(d.resource_type.name(), d.name.clone())
+        .operation(operation_label(d.operation))
+        .granted(false)
+        .outcome(Outcome::denied().with_error_code("40301"))
+        .attribute("httpStatus", "403");
+    if let Some(c) = caller {
+        b = b.auth_mechanism(c.mechanism);
+    }
+    b = b.matched_rule(
+        d.matched
+            .clone()
+            .unwrap_or_else(|| "no matching ALLOW (deny by default)".to_string()),
+    );
+    if let Some(c) = client {
+        b = b.client_address(c);
+    }
+    b.build()
+        .map_err(|e| AuditSinkError(format!("cannot build the audit event: {e}")))
+}
+
+/// An `io.gatehouse.authentication` event for refused credentials.
+fn auth_failure_event(
+    f: &AuthFailed,
+    method: String,
+    client: Option<&str>,
+) -> Result<AuditEvent, AuditSinkError> {
+    let principal = f
+        .user
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .map_or_else(|| ANONYMOUS.to_string(), |u| format!("User:{u}"));
+    let mut b = AuditEvent::builder(EventType::Authentication)
+        .service(AUDIT_SERVICE)
+        .method(method)
+        .principal(principal)
+        .auth_mechanism(f.mechanism)
+        .resource("Registry", "global")
+        .operation("Authenticate")
+        .granted(false)
+        .outcome(
+            Outcome::denied()
+                .with_error_code("40101")
+                .with_message(f.reason.clone()),
+        )
+        .attribute("httpStatus", "401");
+    if let Some(c) = client {
+        b = b.client_address(c);
+    }
+    b.build()
+        .map_err(|e| AuditSinkError(format!("cannot build the audit event: {e}")))
+}
+
+/// Records a refusal; a failure is logged (the request stays refused).
+async fn record_refusal(sink: &dyn AuditSink, event: Result<AuditEvent, AuditSinkError>) {
+    let recorded = match event {
+        Ok(e) => sink.record(e).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = recorded {
+        error!(error = %e, "a refused registry request could not be recorded in the audit trail");
+    }
 }
 
 fn audit_failed() -> Response {
@@ -394,5 +513,224 @@ mod tests {
         // Reads still work.
         let (s, _) = call(&app, "GET", "/subjects", None).await;
         assert_eq!(s, 200);
+    }
+
+    mod secured {
+        use super::*;
+        use crate::api::{RegistryAuth, secured_router};
+        use base64::Engine;
+        use gatehouse_policy::{
+            AclBinding, Authenticator, AuthenticatorConfig, Authorizer, Mechanism, Operation,
+            PatternType, Permission, Principal, ResourceType, ScramCredential, UserStore,
+        };
+
+        fn app(sink: Arc<Collect>) -> Router {
+            let users = UserStore::new();
+            for (u, p) in [("admin", "admin-pw"), ("alice", "alice-pw")] {
+                let c = ScramCredential::from_password(Mechanism::ScramSha256, p, 4096).unwrap();
+                users.upsert(u, c).unwrap();
+            }
+            let authorizer = Authorizer::new(vec![Principal::user("admin")]).unwrap();
+            let results = authorizer.create_acls(vec![AclBinding {
+                principal: "User:alice".into(),
+                host: "*".into(),
+                resource_type: ResourceType::Subject,
+                resource_name: "orders-value".into(),
+                pattern_type: PatternType::Literal,
+                operation: Operation::Read,
+                permission: Permission::Allow,
+            }]);
+            assert!(results.iter().all(Result::is_ok));
+            let auth = RegistryAuth {
+                authenticator: Authenticator::new(
+                    AuthenticatorConfig::default(),
+                    users,
+                    None,
+                ),
+                authorizer,
+                tokens: None,
+            };
+            secured_router(Arc::new(MemoryStore::new()), Some(auth), Some(sink))
+        }
+
+        async fn call_as(
+            app: &Router,
+            auth: Option<&str>,
+            method: &str,
+            path: &str,
+            body: Option<Value>,
+        ) -> (u16, Value, Option<String>) {
+            let mut req = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("content-type", "application/json");
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let req = req
+                .body(Body::from(body.map(|b| b.to_string()).unwrap_or_default()))
+                .unwrap();
+            let resp = app.clone().oneshot(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let challenge = resp
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                challenge,
+            )
+        }
+
+        fn basic(user: &str, pw: &str) -> String {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
+            )
+        }
+
+        #[tokio::test]
+        async fn authentication_acls_filtering_and_audit() {
+            let sink = Arc::new(Collect::default());
+            let app = app(sink.clone());
+            let admin = basic("admin", "admin-pw");
+            let alice = basic("alice", "alice-pw");
+
+            // `/` stays open; everything else needs credentials.
+            let (s, _, _) = call_as(&app, None, "GET", "/", None).await;
+            assert_eq!(s, 200);
+            let (s, b, ch) = call_as(&app, None, "GET", "/subjects", None).await;
+            assert_eq!((s, b["error_code"].as_u64()), (401, Some(40101)));
+            assert_eq!(ch.as_deref(), Some("Basic realm=\"gatehouse\""));
+            let wrong = basic("alice", "nope");
+            let (s, b, _) = call_as(&app, Some(&wrong), "GET", "/subjects", None).await;
+            assert_eq!((s, b["error_code"].as_u64()), (401, Some(40101)));
+            let (s, _, _) = call_as(&app, Some("Bearer abc"), "GET", "/subjects", None).await;
+            assert_eq!(s, 401);
+
+            for subject in ["orders-value", "payments-value"] {
+                let (s, b, _) = call_as(
+                    &app,
+                    Some(&admin),
+                    "POST",
+                    &format!("/subjects/{subject}/versions"),
+                    Some(json!({"schema": V1})),
+                )
+                .await;
+                assert_eq!(s, 200, "{b}");
+            }
+            let (s, b, _) = call_as(&app, Some(&alice), "GET", "/subjects", None).await;
+            assert_eq!((s, b), (200, json!(["orders-value"])));
+            let (s, b, _) = call_as(&app, Some(&admin), "GET", "/subjects", None).await;
+            assert_eq!(s, 200);
+            assert_eq!(b.as_array().map(Vec::len), Some(2));
+            let (s, b, _) = call_as(&app, Some(&alice), "GET", "/schemas", None).await;
+            assert_eq!(s, 200);
+            assert_eq!(b.as_array().map(Vec::len), Some(1), "{b}");
+            let (s, _, _) = call_as(
+                &app,
+                Some(&alice),
+                "GET",
+                "/subjects/orders-value/versions/latest",
+                None,
+            )
+            .await;
+            assert_eq!(s, 200);
+            let (s, _, _) = call_as(&app, Some(&alice), "GET", "/schemas/ids/1", None).await;
+            assert_eq!(s, 200);
+            let (s, b, _) = call_as(
+                &app,
+                Some(&alice),
+                "GET",
+                "/subjects/payments-value/versions/latest",
+                None,
+            )
+            .await;
+            assert_eq!((s, b["error_code"].as_u64()), (403, Some(40301)));
+            assert_eq!(
+                b["message"],
+                "User is denied operation Read on Subject: payments-value"
+            );
+            let (s, b, _) = call_as(
+                &app,
+                Some(&alice),
+                "POST",
+                "/subjects/orders-value/versions",
+                Some(json!({"schema": V1})),
+            )
+            .await;
+            assert_eq!((s, b["error_code"].as_u64()), (403, Some(40301)));
+            assert_eq!(
+                b["message"],
+                "User is denied operation Write on Subject: orders-value"
+            );
+            let (s, b, _) = call_as(
+                &app,
+                Some(&alice),
+                "PUT",
+                "/config",
+                Some(json!({"compatibility": "NONE"})),
+            )
+            .await;
+            assert_eq!((s, b["error_code"].as_u64()), (403, Some(40301)));
+            assert_eq!(
+                b["message"],
+                "User is denied operation AlterConfigs on Cluster: kafka-cluster"
+            );
+            let (s, b, _) = call_as(
+                &app,
+                Some(&alice),
+                "POST",
+                "/compatibility/subjects/orders-value/versions/latest",
+                Some(json!({"schema": V1})),
+            )
+            .await;
+            assert_eq!(s, 200, "{b}");
+
+            let events: Vec<Value> = sink.0.lock().unwrap().iter().map(json_of).collect();
+            let summary: Vec<(String, String, String, bool)> = events
+                .iter()
+                .map(|e| {
+                    let d = &e["data"];
+                    (
+                        e["type"].as_str().unwrap().to_owned(),
+                        d["principal"].as_str().unwrap().to_owned(),
+                        format!(
+                            "{} {}:{}",
+                            d["operation"].as_str().unwrap(),
+                            d["resource"]["type"].as_str().unwrap(),
+                            d["resource"]["name"].as_str().unwrap()
+                        ),
+                        d["granted"].as_bool().unwrap(),
+                    )
+                })
+                .collect();
+            let e = |t: &str, p: &str, r: &str, g: bool| {
+                (format!("io.gatehouse.{t}"), p.to_owned(), r.to_owned(), g)
+            };
+            assert_eq!(
+                summary,
+                vec![
+                    e("authentication", "User:alice", "Authenticate Registry:global", false),
+                    e("authentication", "anonymous", "Authenticate Registry:global", false),
+                    e("schema", "User:admin", "Write Subject:orders-value", true),
+                    e("schema", "User:admin", "Write Subject:payments-value", true),
+                    e("authorization", "User:alice", "Read Subject:payments-value", false),
+                    e("authorization", "User:alice", "Write Subject:orders-value", false),
+                    e("authorization", "User:alice", "AlterConfigs Cluster:kafka-cluster", false),
+                ]
+            );
+            assert_eq!(events[2]["data"]["authMechanism"], "HTTP/BASIC");
+            assert_eq!(events[5]["data"]["method"], "schema.register");
+            assert_eq!(events[5]["data"]["outcome"]["errorCode"], "40301");
+            // No event carries a password.
+            for ev in &events {
+                assert!(!ev.to_string().contains("pw"), "{ev}");
+            }
+        }
     }
 }

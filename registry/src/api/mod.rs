@@ -8,9 +8,12 @@
 //! Responses use `application/vnd.schemaregistry.v1+json`.
 //!
 //! [`router_with_audit`] adds the audit hook: state-changing requests are recorded through an
-//! [`AuditSink`] before they are answered.
+//! [`AuditSink`] before they are answered. [`secured_router`] adds authentication and
+//! authorization ([`auth`]): the listings and the lookups by schema id are filtered here, in
+//! the handlers, to the subjects the [`Caller`] may see.
 
 mod audit;
+pub mod auth;
 mod memory;
 mod store;
 
@@ -19,6 +22,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -28,6 +32,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 pub use audit::{ANONYMOUS, AUDIT_SERVICE, AuditSink, AuditSinkError, router_with_audit};
+pub use auth::{Caller, RegistryAuth};
 pub use memory::{Change, MemoryStore, SchemaRecord};
 pub use memory::{WriteOp, WriteOut};
 pub use store::{
@@ -36,6 +41,7 @@ pub use store::{
 };
 
 use crate::compat::CompatibilityLevel;
+use gatehouse_policy::{Operation, ResourceType};
 
 /// Content type of every response.
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
@@ -159,6 +165,62 @@ fn listing(q: &HashMap<String, String>) -> Listing {
     }
 }
 
+/// The REST router over `store` with, when given, authentication and authorization (`auth`)
+/// and the audit hook (`audit`, outermost, so it records who was refused and why).
+pub fn secured_router(
+    store: Arc<dyn SchemaStore>,
+    auth: Option<RegistryAuth>,
+    audit: Option<Arc<dyn AuditSink>>,
+) -> Router {
+    let mut app = router(store);
+    if let Some(a) = auth {
+        app = app.route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(a),
+            auth::auth_layer,
+        ));
+    }
+    match audit {
+        Some(sink) => audit::with_audit(app, sink),
+        None => app,
+    }
+}
+
+/// The caller when the router runs with authentication.
+type Who = Option<Extension<Caller>>;
+
+/// Whether the caller (if any) may do `op` on `subject`.
+fn may(who: &Who, subject: &str, op: Operation) -> bool {
+    who.as_ref()
+        .is_none_or(|Extension(c)| c.may(ResourceType::Subject, subject, op))
+}
+
+/// For lookups by schema id: allowed if the caller may READ one of the subjects that hold
+/// the id, else 403 (the subject names are not revealed to the caller).
+async fn check_id_access(s: &Shared, who: &Who, id: i32) -> Result<(), Response> {
+    let Some(Extension(caller)) = who else {
+        return Ok(());
+    };
+    let subjects = s
+        .subjects_by_id(id, true)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    if subjects
+        .iter()
+        .any(|sub| caller.may(ResourceType::Subject, sub, Operation::Read))
+    {
+        return Ok(());
+    }
+    Err(auth::denied_response(
+        auth::Denied {
+            resource_type: ResourceType::Subject,
+            name: subjects.join(","),
+            operation: Operation::Read,
+            matched: None,
+        },
+        Some(""),
+    ))
+}
+
 /// Builds the REST router over `store`.
 pub fn router(store: Arc<dyn SchemaStore>) -> Router {
     Router::new()
@@ -237,10 +299,12 @@ async fn root() -> ApiResult {
     ok(&json!({}))
 }
 
-async fn list_subjects(State(s): State<Shared>, Query(q): Q) -> ApiResult {
-    ok(&s
+async fn list_subjects(State(s): State<Shared>, who: Who, Query(q): Q) -> ApiResult {
+    let mut all = s
         .subjects(q.get("subjectPrefix").map(String::as_str), listing(&q))
-        .await?)
+        .await?;
+    all.retain(|sub| may(&who, sub, Operation::Describe));
+    ok(&all)
 }
 
 async fn lookup(
@@ -326,22 +390,32 @@ async fn referenced_by(
     ok(&s.referenced_by(&subject, version(&v)?).await?)
 }
 
-async fn list_schemas(State(s): State<Shared>, Query(q): Q) -> ApiResult {
-    ok(&s
+async fn list_schemas(State(s): State<Shared>, who: Who, Query(q): Q) -> ApiResult {
+    let mut all = s
         .schemas(
             q.get("subjectPrefix").map(String::as_str),
             flag(&q, "deleted"),
             flag(&q, "latestOnly"),
         )
-        .await?)
+        .await?;
+    all.retain(|sv| may(&who, &sv.subject, Operation::Describe));
+    ok(&all)
 }
 
 async fn types() -> ApiResult {
     ok(&["JSON", "PROTOBUF", "AVRO"])
 }
 
-async fn by_id(State(s): State<Shared>, Path(id): Path<String>, Query(q): Q) -> ApiResult {
+async fn by_id(
+    State(s): State<Shared>,
+    who: Who,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult {
     let id = schema_id(&id)?;
+    if let Err(r) = check_id_access(&s, &who, id).await {
+        return Ok(r);
+    }
     let found = s.schema_by_id(id).await?;
     let mut v = serde_json::to_value(&found)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, 50001, e.to_string()))?;
@@ -353,8 +427,12 @@ async fn by_id(State(s): State<Shared>, Path(id): Path<String>, Query(q): Q) -> 
     ok(&v)
 }
 
-async fn by_id_schema(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult {
-    let found = s.schema_by_id(schema_id(&id)?).await?;
+async fn by_id_schema(State(s): State<Shared>, who: Who, Path(id): Path<String>) -> ApiResult {
+    let id = schema_id(&id)?;
+    if let Err(r) = check_id_access(&s, &who, id).await {
+        return Ok(r);
+    }
+    let found = s.schema_by_id(id).await?;
     Ok((
         [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
         found.schema,
@@ -362,16 +440,34 @@ async fn by_id_schema(State(s): State<Shared>, Path(id): Path<String>) -> ApiRes
         .into_response())
 }
 
-async fn by_id_subjects(State(s): State<Shared>, Path(id): Path<String>, Query(q): Q) -> ApiResult {
-    ok(&s
-        .subjects_by_id(schema_id(&id)?, flag(&q, "deleted"))
-        .await?)
+async fn by_id_subjects(
+    State(s): State<Shared>,
+    who: Who,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult {
+    let id = schema_id(&id)?;
+    if let Err(r) = check_id_access(&s, &who, id).await {
+        return Ok(r);
+    }
+    let mut all = s.subjects_by_id(id, flag(&q, "deleted")).await?;
+    all.retain(|sub| may(&who, sub, Operation::Read));
+    ok(&all)
 }
 
-async fn by_id_versions(State(s): State<Shared>, Path(id): Path<String>, Query(q): Q) -> ApiResult {
-    ok(&s
-        .versions_by_id(schema_id(&id)?, flag(&q, "deleted"))
-        .await?)
+async fn by_id_versions(
+    State(s): State<Shared>,
+    who: Who,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult {
+    let id = schema_id(&id)?;
+    if let Err(r) = check_id_access(&s, &who, id).await {
+        return Ok(r);
+    }
+    let mut all = s.versions_by_id(id, flag(&q, "deleted")).await?;
+    all.retain(|sv| may(&who, &sv.subject, Operation::Read));
+    ok(&all)
 }
 
 #[derive(serde::Deserialize)]

@@ -1,0 +1,312 @@
+//! Encryption at rest in the gateway: record values of topics with `gatehouse.encryption=true`
+//! are encrypted on produce (after validation: the registry never needs plaintext it has not
+//! seen anyway) and decrypted on fetch for principals that may read them.
+//!
+//! Produce: each non-control batch of such a topic is decoded, every non-null value replaced by
+//! its envelope ciphertext (`compliance::vault::Envelope`; the DEK id and origin topic go into
+//! the `gatehouse.enc` / `gatehouse.topic` headers), and the batch re-encoded with the same
+//! header (producer id, epoch, base sequence, attributes and codec, timestamps, offsets) and a
+//! new CRC. Tombstones stay tombstones; keys are not encrypted (compacted topics need them).
+//! A topic without a key-encryption key gets one named after it on first use.
+//!
+//! Fetch: batches of such topics are decoded and values carrying `gatehouse.enc` decrypted,
+//! the two headers removed, the batch re-encoded with its original offsets. With
+//! `gatehouse.encryption.readers=role` only principals bound to the `plaintext-reader` role
+//! (which super users do not imply) get plaintext; others get the ciphertext as stored.
+//! Control batches, a truncated last batch and records without the header pass untouched. An
+//! unknown or destroyed key answers the partition with an error and no records — never a
+//! partial batch, never a panic.
+
+use bytes::{Bytes, BytesMut};
+use gatehouse_compliance::vault::envelope::{
+    ENC_HEADER, EncHeader, Envelope, FLAG_VALUE, Field, TOPIC_HEADER,
+};
+use gatehouse_policy::{Authorizer, Principal, ResourceType};
+use gatehouse_protocol::header::{decode_body, encode_response, split_response};
+use gatehouse_protocol::kafka_protocol::protocol::{HeaderVersion, StrBytes};
+use gatehouse_protocol::messages::FetchResponse;
+use gatehouse_protocol::messages::produce_response::PartitionProduceResponse;
+use gatehouse_protocol::records::{BatchBuilder, RawBatches, Record, RecordHeader, TimestampType};
+
+use crate::authz::ProduceRequestParts;
+use crate::governance::Governance;
+use crate::guard::Rejection;
+
+/// The role whose holders get plaintext on `readers=role` topics.
+pub const PLAINTEXT_READER: &str = "plaintext-reader";
+/// KAFKA_STORAGE_ERROR-like refusal for key failures on produce (retriable for clients).
+const KMS_UNAVAILABLE: i16 = 56;
+/// RESOURCE_NOT_FOUND: a fetched record's key is unknown or destroyed.
+const KEY_NOT_FOUND: i16 = 91;
+
+fn record_timestamp(rec: &Record, header: &gatehouse_protocol::records::BatchHeader) -> i64 {
+    match header.timestamp_type() {
+        TimestampType::LogAppendTime => header.max_timestamp,
+        TimestampType::CreateTime => header.base_timestamp.wrapping_add(rec.timestamp_delta),
+    }
+}
+
+/// Encrypts the record values of every topic of `parts` whose policy asks for it. Partitions
+/// that cannot be encrypted are refused (never forwarded in clear).
+pub(crate) async fn encrypt_produce(
+    parts: &mut ProduceRequestParts,
+    governance: &Governance,
+    envelope: Option<&Envelope>,
+) -> Vec<Rejection> {
+    let mut rejections = Vec::new();
+    let mut changed = false;
+    for topic in &mut parts.request.topic_data {
+        let name = topic.name.to_string();
+        if !governance.policy(&name).is_some_and(|p| p.encryption) {
+            continue;
+        }
+        let mut refused = Vec::new();
+        let mut kept = Vec::with_capacity(topic.partition_data.len());
+        for mut p in topic.partition_data.drain(..) {
+            let Some(records) = p.records.clone() else {
+                kept.push(p);
+                continue;
+            };
+            let result = match envelope {
+                None => Err("encryption is required for this topic but no key vault is configured".to_string()),
+                Some(env) => encrypt_records(&name, records, env).await,
+            };
+            match result {
+                Ok(encrypted) => {
+                    p.records = Some(encrypted);
+                    changed = true;
+                    kept.push(p);
+                }
+                Err(why) => {
+                    rejections.push(Rejection {
+                        topic: name.clone(),
+                        partition: p.index,
+                        records: 0,
+                        reason: why.clone(),
+                    });
+                    refused.push(
+                        PartitionProduceResponse::default()
+                            .with_index(p.index)
+                            .with_error_code(KMS_UNAVAILABLE)
+                            .with_base_offset(-1)
+                            .with_log_append_time_ms(-1)
+                            .with_log_start_offset(-1)
+                            .with_error_message(Some(StrBytes::from_string(format!(
+                                "the batch was not written: {why}"
+                            )))),
+                    );
+                }
+            }
+        }
+        topic.partition_data = kept;
+        if !refused.is_empty() {
+            changed = true;
+            match parts.refused.iter_mut().find(|t| t.name == topic.name) {
+                Some(t) => t.partition_responses.extend(refused),
+                None => parts.refused.push(
+                    gatehouse_protocol::messages::produce_response::TopicProduceResponse::default()
+                        .with_name(topic.name.clone())
+                        .with_partition_responses(refused),
+                ),
+            }
+        }
+    }
+    if changed {
+        parts.request.topic_data.retain(|t| !t.partition_data.is_empty());
+        parts.modified = true;
+    }
+    rejections
+}
+
+async fn encrypt_records(topic: &str, records: Bytes, env: &Envelope) -> Result<Bytes, String> {
+    if !env.encrypts(topic) {
+        match env.store().create_kek(topic).await {
+            Ok(_) => tracing::info!(topic, "Created the topic's key-encryption key."),
+            // Another connection or node created it meanwhile.
+            Err(e) if env.encrypts(topic) => tracing::debug!(topic, error = %e, "KEK exists."),
+            Err(e) => return Err(format!("no key-encryption key for {topic}: {e}")),
+        }
+    }
+    let mut out = BytesMut::with_capacity(records.len() + 64);
+    let mut batches = RawBatches::new(records);
+    for batch in batches.by_ref() {
+        let batch = batch.map_err(|e| format!("record batch does not decode: {e}"))?;
+        let header = *batch.header();
+        if header.is_control() {
+            out.extend_from_slice(batch.bytes());
+            continue;
+        }
+        let recs = batch
+            .records()
+            .map_err(|e| format!("records do not decode: {e}"))?;
+        let mut b = BatchBuilder::like(&header).map_err(|e| e.to_string())?;
+        for mut rec in recs {
+            if let Some(value) = rec.value.take() {
+                let enc = env
+                    .encrypt_fields(topic, &[(Field::Value, &value)])
+                    .await
+                    .map_err(|e| format!("encryption failed: {e}"))?;
+                let ciphertext = enc.ciphertexts.into_iter().next().unwrap_or_default();
+                rec.value = Some(Bytes::from(ciphertext));
+                let h = EncHeader {
+                    dek_id: enc.dek_id,
+                    flags: FLAG_VALUE,
+                };
+                rec.headers.push(RecordHeader::new(
+                    Bytes::from_static(ENC_HEADER.as_bytes()),
+                    Some(Bytes::copy_from_slice(&h.encode())),
+                ));
+                rec.headers.push(RecordHeader::new(
+                    Bytes::from_static(TOPIC_HEADER.as_bytes()),
+                    Some(Bytes::copy_from_slice(topic.as_bytes())),
+                ));
+            }
+            let ts = record_timestamp(&rec, &header);
+            b.push_same_offset(&rec, ts).map_err(|e| e.to_string())?;
+        }
+        out.extend_from_slice(&b.build().map_err(|e| e.to_string())?);
+    }
+    out.extend_from_slice(batches.remaining());
+    Ok(out.freeze())
+}
+
+/// Who is fetching (for the `plaintext-reader` rule).
+pub(crate) struct Reader {
+    pub principal: Principal,
+    pub authorizer: Authorizer,
+}
+
+/// Decrypts the records of encrypted topics in a Fetch response (size-prefixed frame).
+pub(crate) async fn decrypt_fetch(
+    framed: Bytes,
+    version: i16,
+    governance: Governance,
+    envelope: Option<Envelope>,
+    reader: Reader,
+) -> Result<Bytes, String> {
+    let (correlation_id, body) =
+        split_response(framed.slice(4..), FetchResponse::header_version(version))
+            .map_err(|e| e.to_string())?;
+    let mut resp: FetchResponse = decode_body(body, version).map_err(|e| e.to_string())?;
+    let mut changed = false;
+    for t in &mut resp.responses {
+        let name = t.topic.to_string();
+        let Some(policy) = governance.policy(&name) else {
+            continue;
+        };
+        if !policy.encryption {
+            continue;
+        }
+        if policy.readers_role
+            && !reader.authorizer.has_role(
+                &reader.principal,
+                PLAINTEXT_READER,
+                ResourceType::Topic,
+                &name,
+            )
+        {
+            continue;
+        }
+        for p in &mut t.partitions {
+            let Some(records) = p.records.clone() else {
+                continue;
+            };
+            if p.error_code != 0 || records.is_empty() {
+                continue;
+            }
+            let result = match &envelope {
+                None => Err("no key vault is configured".to_string()),
+                Some(env) => decrypt_records(&name, records, env).await,
+            };
+            match result {
+                Ok(Some(plain)) => {
+                    p.records = Some(plain);
+                    changed = true;
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    tracing::warn!(topic = %name, partition = p.partition_index, %why,
+                        "Fetched records could not be decrypted; answering the partition with an error.");
+                    p.error_code = KEY_NOT_FOUND;
+                    p.records = Some(Bytes::new());
+                    changed = true;
+                }
+            }
+        }
+    }
+    if !changed {
+        return Ok(framed);
+    }
+    encode_response(correlation_id, version, &resp).map_err(|e| e.to_string())
+}
+
+/// `Ok(None)`: nothing in the records was encrypted.
+async fn decrypt_records(
+    topic: &str,
+    records: Bytes,
+    env: &Envelope,
+) -> Result<Option<Bytes>, String> {
+    let mut out = BytesMut::with_capacity(records.len());
+    let mut any = false;
+    let mut batches = RawBatches::new(records);
+    for batch in batches.by_ref() {
+        let batch = batch.map_err(|e| format!("record batch does not decode: {e}"))?;
+        let header = *batch.header();
+        if header.is_control() {
+            out.extend_from_slice(batch.bytes());
+            continue;
+        }
+        let recs = batch
+            .records()
+            .map_err(|e| format!("records do not decode: {e}"))?;
+        if !recs
+            .iter()
+            .any(|r| r.headers.iter().any(|h| h.key.as_ref() == ENC_HEADER.as_bytes()))
+        {
+            out.extend_from_slice(batch.bytes());
+            continue;
+        }
+        any = true;
+        let mut b = BatchBuilder::like(&header).map_err(|e| e.to_string())?;
+        for mut rec in recs {
+            let enc = rec
+                .headers
+                .iter()
+                .find(|h| h.key.as_ref() == ENC_HEADER.as_bytes())
+                .and_then(|h| h.value.clone());
+            if let Some(enc) = enc {
+                let h = EncHeader::decode(&enc).map_err(|e| e.to_string())?;
+                let origin = rec
+                    .headers
+                    .iter()
+                    .find(|h| h.key.as_ref() == TOPIC_HEADER.as_bytes())
+                    .and_then(|h| h.value.as_deref())
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .unwrap_or(topic)
+                    .to_string();
+                if h.flags & FLAG_VALUE != 0 {
+                    if let Some(ct) = rec.value.take() {
+                        let plain = env
+                            .decrypt(&origin, Field::Value, &h.dek_id, &ct)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        rec.value = Some(Bytes::from(plain));
+                    }
+                }
+                rec.headers.retain(|x| {
+                    x.key.as_ref() != ENC_HEADER.as_bytes()
+                        && x.key.as_ref() != TOPIC_HEADER.as_bytes()
+                });
+            }
+            let ts = record_timestamp(&rec, &header);
+            b.push_same_offset(&rec, ts).map_err(|e| e.to_string())?;
+        }
+        out.extend_from_slice(&b.build().map_err(|e| e.to_string())?);
+    }
+    if !any {
+        return Ok(None);
+    }
+    // A truncated last batch passes untouched.
+    out.extend_from_slice(batches.remaining());
+    Ok(Some(out.freeze()))
+}
