@@ -277,6 +277,11 @@ impl Policy {
             tokens: self.tokens.clone(),
         }
     }
+
+    /// The key vault (cheap clone; shares the key store with the gateway), for the admin API.
+    pub fn envelope(&self) -> gatehouse_compliance::Envelope {
+        self.envelope.clone()
+    }
 }
 
 /// Loads or creates the certificates, opens the policy topics (users, ACLs, governance),

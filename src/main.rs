@@ -15,6 +15,10 @@ mod schema_cli;
 mod user_cli;
 
 use std::net::SocketAddr;
+
+/// Absurd capacity requests from protocol decoders are mapped, not allocated (ADR 0005).
+#[global_allocator]
+static ALLOCATOR: gatehouse_alloc_guard::Guard = gatehouse_alloc_guard::Guard;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -296,10 +300,9 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
     // registry authenticates and authorizes with it and serves HTTPS with the gateway's
     // certificate; the gateway then validates records against the registry's store.
     let policy = match &audit {
-        Some(a) if serve => Some(
-            gateway_service::start_policy(&c, &upstream, a.internal_mac_key())
-                .await?,
-        ),
+        Some(a) if serve => {
+            Some(gateway_service::start_policy(&c, &upstream, a.internal_mac_key()).await?)
+        }
         _ => None,
     };
     let registry = match &policy {
@@ -323,6 +326,13 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
     };
     let gateway = match (&audit, policy) {
         (Some(a), Some(policy)) => {
+            // The key API (issue 7) shares the gateway's vault, identities and ACLs.
+            admin.enable_keys(admin::KeyApi {
+                envelope: policy.envelope(),
+                authenticator: policy.authenticator.clone(),
+                authorizer: policy.authorizer.clone(),
+                audit: Some(a.sink()),
+            });
             let validator = registry.as_ref().map(|r| {
                 let store: std::sync::Arc<dyn gatehouse_registry::api::SchemaStore> =
                     r.store().clone();
@@ -369,6 +379,16 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
         "  health:                  http://{}/health",
         admin.local_addr
     );
+    println!(
+        "  metrics (Prometheus):    http://{}/metrics",
+        admin.local_addr
+    );
+    if gateway.is_some() {
+        println!(
+            "  admin API (keys):        http://{}/v1/keys",
+            admin.local_addr
+        );
+    }
     println!("  data directory:          {}", c.data_dir.display());
     match &gateway {
         Some(g) => {
@@ -412,11 +432,16 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
         );
     }
     let reload = gateway.as_ref().map(|g| g.tls.clone());
+    // The admin listener holds the gateway meanwhile, for /metrics.
+    let drain = gateway.map(|g| {
+        admin.attach_gateway(g.gateway);
+        g.drain
+    });
     wait_for_stop(reload).await;
     tracing::info!("Shutting down.");
     admin.health.set_stopping();
-    if let Some(g) = gateway {
-        g.gateway.shutdown(g.drain).await;
+    if let (Some(gw), Some(drain)) = (admin.take_gateway(), drain) {
+        gw.shutdown(drain).await;
     }
     if let Some(r) = registry {
         if let Err(e) = r.shutdown().await {

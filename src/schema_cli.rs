@@ -157,7 +157,10 @@ impl SchemaCommon {
             }
             (None, None) => None,
         };
-        if c.authorization.as_deref().is_some_and(|a| a.contains(['\r', '\n'])) {
+        if c.authorization
+            .as_deref()
+            .is_some_and(|a| a.contains(['\r', '\n']))
+        {
             bail!("the credentials contain a line break");
         }
         Ok(c)

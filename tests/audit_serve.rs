@@ -40,7 +40,10 @@ const BAD: &str = r#"{"type":"record","name":"User","namespace":"a","fields":[{"
 #[derive(Clone)]
 enum Via {
     Plain,
-    Https { ca: std::path::PathBuf, auth: String },
+    Https {
+        ca: std::path::PathBuf,
+        auth: String,
+    },
 }
 
 /// One HTTP/1.1 request over a fresh connection; returns (status, JSON body).

@@ -26,8 +26,7 @@ const SUBJECT_TYPE: i8 = 100;
 const LITERAL: i8 = 3;
 const READ: i8 = 3;
 
-const ORDERS: &str =
-    r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"long"}]}"#;
+const ORDERS: &str = r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"long"}]}"#;
 const PAYMENTS: &str =
     r#"{"type":"record","name":"Payment","fields":[{"name":"amount","type":"long"}]}"#;
 
@@ -188,9 +187,15 @@ fn registry_requires_credentials_and_enforces_subject_acls() {
 
     // Authentication.
     let a = https(&b, None, "GET", "/subjects", None);
-    assert_eq!((a.status, &a.body["error_code"]), (401, &json!(40101)), "{}", a.body);
+    assert_eq!(
+        (a.status, &a.body["error_code"]),
+        (401, &json!(40101)),
+        "{}",
+        a.body
+    );
     assert!(
-        a.head.contains("www-authenticate: basic realm=\"gatehouse\""),
+        a.head
+            .contains("www-authenticate: basic realm=\"gatehouse\""),
         "{}",
         a.head
     );
@@ -202,7 +207,7 @@ fn registry_requires_credentials_and_enforces_subject_acls() {
     assert_eq!(https(&b, None, "GET", "/", None).status, 200);
     // Plain HTTP is not served on the registry port.
     assert!(
-        http_get_status(b.registry_addr(), "/").map_or(true, |s| s != 200),
+        http_get_status(b.registry_addr(), "/") != Ok(200),
         "plain HTTP must not be answered"
     );
 
@@ -248,7 +253,13 @@ fn registry_requires_credentials_and_enforces_subject_acls() {
         Some(&json!({"schema": ORDERS})),
     );
     assert_eq!(a.status, 200, "lookup: {}", a.body);
-    let a = https(&b, Some(&alice), "GET", &format!("/schemas/ids/{orders_id}"), None);
+    let a = https(
+        &b,
+        Some(&alice),
+        "GET",
+        &format!("/schemas/ids/{orders_id}"),
+        None,
+    );
     assert_eq!(a.status, 200, "{}", a.body);
 
     // ... who may not write to it, nor read other subjects, nor change global settings.
@@ -259,7 +270,12 @@ fn registry_requires_credentials_and_enforces_subject_acls() {
         "/subjects/orders-value/versions",
         Some(&json!({"schema": ORDERS})),
     );
-    assert_eq!((a.status, &a.body["error_code"]), (403, &json!(40301)), "{}", a.body);
+    assert_eq!(
+        (a.status, &a.body["error_code"]),
+        (403, &json!(40301)),
+        "{}",
+        a.body
+    );
     assert_eq!(
         a.body["message"],
         "User is denied operation Write on Subject: orders-value"
@@ -272,7 +288,13 @@ fn registry_requires_credentials_and_enforces_subject_acls() {
         None,
     );
     assert_eq!((a.status, &a.body["error_code"]), (403, &json!(40301)));
-    let a = https(&b, Some(&alice), "GET", &format!("/schemas/ids/{payments_id}"), None);
+    let a = https(
+        &b,
+        Some(&alice),
+        "GET",
+        &format!("/schemas/ids/{payments_id}"),
+        None,
+    );
     assert_eq!((a.status, &a.body["error_code"]), (403, &json!(40301)));
     let a = https(
         &b,
@@ -313,14 +335,28 @@ fn registry_requires_credentials_and_enforces_subject_acls() {
     let file = file.to_str().unwrap();
     let (code, _, err) = schema_cli(
         &b,
-        &["register", "orders-value", "--file", file, "--user", "alice"],
+        &[
+            "register",
+            "orders-value",
+            "--file",
+            file,
+            "--user",
+            "alice",
+        ],
         Some("alice-secret"),
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("40301"), "{err}");
     let (code, out, err) = schema_cli(
         &b,
-        &["register", "orders-value", "--file", file, "--user", "admin"],
+        &[
+            "register",
+            "orders-value",
+            "--file",
+            file,
+            "--user",
+            "admin",
+        ],
         Some(ADMIN_PASSWORD),
     );
     assert_eq!(code, 0, "{out}{err}");

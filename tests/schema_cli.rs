@@ -22,6 +22,9 @@ fn schema(url: &str, args: &[&str]) -> (i32, String, String) {
         .arg("schema")
         .args(args)
         .env("GATEHOUSE_REGISTRY_URL", url)
+        .env_remove("GATEHOUSE_REGISTRY_USER")
+        .env_remove("GATEHOUSE_REGISTRY_PASSWORD")
+        .env_remove("GATEHOUSE_REGISTRY_CA_CERT")
         .output()
         .expect("run gatehouse");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -170,7 +173,16 @@ fn schema_cli_against_registry() {
     // usage and connection errors exit 2
     let (code, _, err) = schema("https://127.0.0.1:1", &["list"]);
     assert_eq!(code, 2);
-    assert!(err.contains("TLS comes with the gateway"), "{err}");
+    assert!(
+        err.contains("cannot connect") || err.contains("no system root certificates"),
+        "{err}"
+    );
+    let (code, _, err) = schema(&url, &["list", "--ca-cert", "/nonexistent.pem"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("needs an https://"), "{err}");
+    let (code, _, err) = schema(&url, &["list", "--user", "alice"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("GATEHOUSE_REGISTRY_PASSWORD"), "{err}");
     let dead = format!("http://127.0.0.1:{}", common::free_port());
     let (code, _, err) = schema(&dead, &["list"]);
     assert_eq!(code, 2);

@@ -16,6 +16,8 @@ pub(crate) mod admin;
 pub mod authz;
 mod conn;
 mod crypt;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod governance;
 mod guard;
 mod metrics;

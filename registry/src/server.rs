@@ -199,7 +199,11 @@ async fn start_inner(
     let shutdown = async {
         let _ = stopped.await;
     };
-    let scheme = if config.tls.is_some() { "HTTPS" } else { "HTTP" };
+    let scheme = if config.tls.is_some() {
+        "HTTPS"
+    } else {
+        "HTTP"
+    };
     let task = match config.tls {
         Some(tls) => {
             let listener = TlsListener::spawn(listener, local_addr, TlsAcceptor::from(tls));
@@ -272,7 +276,9 @@ impl TlsListener {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
                         }
-                        Ok(Err(e)) => debug!(client = %peer, error = %e, "registry TLS handshake failed"),
+                        Ok(Err(e)) => {
+                            debug!(client = %peer, error = %e, "registry TLS handshake failed")
+                        }
                         Err(_) => debug!(client = %peer, "registry TLS handshake timed out"),
                     }
                 });

@@ -127,9 +127,7 @@ async fn audit_layer(
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned());
-    let classified = route
-        .as_deref()
-        .and_then(|r| classify(request.method(), r));
+    let classified = route.as_deref().and_then(|r| classify(request.method(), r));
     let http_method = request.method().clone();
     let client = request
         .extensions()
@@ -542,11 +540,7 @@ mod tests {
             }]);
             assert!(results.iter().all(Result::is_ok));
             let auth = RegistryAuth {
-                authenticator: Authenticator::new(
-                    AuthenticatorConfig::default(),
-                    users,
-                    None,
-                ),
+                authenticator: Authenticator::new(AuthenticatorConfig::default(), users, None),
                 authorizer,
                 tokens: None,
             };
@@ -715,13 +709,38 @@ mod tests {
             assert_eq!(
                 summary,
                 vec![
-                    e("authentication", "User:alice", "Authenticate Registry:global", false),
-                    e("authentication", "anonymous", "Authenticate Registry:global", false),
+                    e(
+                        "authentication",
+                        "User:alice",
+                        "Authenticate Registry:global",
+                        false
+                    ),
+                    e(
+                        "authentication",
+                        "anonymous",
+                        "Authenticate Registry:global",
+                        false
+                    ),
                     e("schema", "User:admin", "Write Subject:orders-value", true),
                     e("schema", "User:admin", "Write Subject:payments-value", true),
-                    e("authorization", "User:alice", "Read Subject:payments-value", false),
-                    e("authorization", "User:alice", "Write Subject:orders-value", false),
-                    e("authorization", "User:alice", "AlterConfigs Cluster:kafka-cluster", false),
+                    e(
+                        "authorization",
+                        "User:alice",
+                        "Read Subject:payments-value",
+                        false
+                    ),
+                    e(
+                        "authorization",
+                        "User:alice",
+                        "Write Subject:orders-value",
+                        false
+                    ),
+                    e(
+                        "authorization",
+                        "User:alice",
+                        "AlterConfigs Cluster:kafka-cluster",
+                        false
+                    ),
                 ]
             );
             assert_eq!(events[2]["data"]["authMechanism"], "HTTP/BASIC");

@@ -22,8 +22,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, MatchedPath, Path, Request, State};
 use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, MatchedPath, Path, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -277,8 +277,7 @@ pub async fn auth_layer(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    let caller = match authenticate(&auth, request.headers().get(header::AUTHORIZATION), ip).await
-    {
+    let caller = match authenticate(&auth, request.headers().get(header::AUTHORIZATION), ip).await {
         Ok(c) => c,
         Err(r) => return r,
     };
