@@ -65,11 +65,11 @@ async fn connection(
     let (tx, mut rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(async move {
         while let Some(pending) = rx.recv().await {
-            if let Some(bytes) = pending.await {
-                if let Err(e) = wr.write_all(&bytes).await {
-                    tracing::debug!(error = %e, "Client went away while we wrote a response.");
-                    return;
-                }
+            if let Some(bytes) = pending.await
+                && let Err(e) = wr.write_all(&bytes).await
+            {
+                tracing::debug!(error = %e, "Client went away while we wrote a response.");
+                return;
             }
         }
         let _ = wr.shutdown().await;

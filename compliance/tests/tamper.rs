@@ -54,11 +54,11 @@ fn event(i: u64) -> AuditEvent {
     .principal(format!("User:app-{}", i % 13))
     .auth_mechanism("SASL_SSL/SCRAM-SHA-512")
     .resource("Topic", format!("payments-{}", i % 5))
-    .operation(if i % 2 == 0 { "Write" } else { "Read" })
+    .operation(if i.is_multiple_of(2) { "Write" } else { "Read" })
     .client_address(format!("10.1.{}.{}:{}", i % 7, i % 200, 40000 + i % 1000))
     .client_id(format!("client-{}", i % 11))
     .correlation_id(i.to_string())
-    .granted(i % 9 != 0)
+    .granted(!i.is_multiple_of(9))
     .matched_rule("acl:allow:User:*:Topic:payments-*")
     .time(Timestamp::from_unix_micros(
         1_735_689_600_000_000 + i as i64 * 1_000,

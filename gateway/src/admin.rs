@@ -45,7 +45,14 @@ pub(crate) struct AdminCtx<'a> {
 }
 
 impl AdminCtx<'_> {
-    fn event(&self, method: &str, resource: (&str, &str), op: &str, granted: bool, ok: bool) -> AuditEvent {
+    fn event(
+        &self,
+        method: &str,
+        resource: (&str, &str),
+        op: &str,
+        granted: bool,
+        ok: bool,
+    ) -> AuditEvent {
         let outcome = match (granted, ok) {
             (false, _) => Outcome::denied().with_error_code("CLUSTER_AUTHORIZATION_FAILED"),
             (true, true) => Outcome::success(),
@@ -77,7 +84,8 @@ pub(crate) async fn handle(req: &Request<'_>, ctx: AdminCtx<'_>) -> Result<bytes
     let v = req.version;
     let body = req.frame.slice(req.body_offset..);
     let key = ApiKey::try_from(req.api_key).map_err(|_| "unknown API key".to_string())?;
-    let malformed = |e: gatehouse_protocol::ProtocolError| format!("malformed {key:?} request: {e}");
+    let malformed =
+        |e: gatehouse_protocol::ProtocolError| format!("malformed {key:?} request: {e}");
     let encode_err = |e: gatehouse_protocol::ProtocolError| format!("cannot encode {key:?}: {e}");
     match key {
         ApiKey::CreateAcls => {
@@ -89,7 +97,13 @@ pub(crate) async fn handle(req: &Request<'_>, ctx: AdminCtx<'_>) -> Result<bytes
             let mut events = Vec::new();
             if !allowed {
                 for c in &r.creations {
-                    events.push(ctx.event("CreateAcls", ("Acl", &describe_creation(c)), "Alter", false, false));
+                    events.push(ctx.event(
+                        "CreateAcls",
+                        ("Acl", &describe_creation(c)),
+                        "Alter",
+                        false,
+                        false,
+                    ));
                     results.push(
                         create_acls_response::AclCreationResult::default()
                             .with_error_code(code::CLUSTER_AUTHORIZATION_FAILED)
@@ -110,7 +124,10 @@ pub(crate) async fn handle(req: &Request<'_>, ctx: AdminCtx<'_>) -> Result<bytes
                 }
                 let outcomes: Vec<Result<(), String>> = match &ctx.gw.store {
                     Some(store) => match store.add_acls(bindings.clone()).await {
-                        Ok(v) => v.into_iter().map(|r| r.map_err(|e| e.to_string())).collect(),
+                        Ok(v) => v
+                            .into_iter()
+                            .map(|r| r.map_err(|e| e.to_string()))
+                            .collect(),
                         Err(e) => bindings.iter().map(|_| Err(e.to_string())).collect(),
                     },
                     None => ctx
@@ -130,7 +147,13 @@ pub(crate) async fn handle(req: &Request<'_>, ctx: AdminCtx<'_>) -> Result<bytes
                         Err(msg) => Err(msg),
                     };
                     let ok = result.is_ok();
-                    events.push(ctx.event("CreateAcls", ("Acl", &describe_creation(c)), "Alter", true, ok));
+                    events.push(ctx.event(
+                        "CreateAcls",
+                        ("Acl", &describe_creation(c)),
+                        "Alter",
+                        true,
+                        ok,
+                    ));
                     results.push(match result {
                         Ok(()) => create_acls_response::AclCreationResult::default(),
                         Err(msg) => create_acls_response::AclCreationResult::default()
@@ -153,7 +176,13 @@ pub(crate) async fn handle(req: &Request<'_>, ctx: AdminCtx<'_>) -> Result<bytes
                 .access
                 .allow(ResourceType::Cluster, CLUSTER, Operation::Describe)
             {
-                let e = ctx.event("DescribeAcls", ("Cluster", CLUSTER), "Describe", false, false);
+                let e = ctx.event(
+                    "DescribeAcls",
+                    ("Cluster", CLUSTER),
+                    "Describe",
+                    false,
+                    false,
+                );
                 ctx.gw.audit_now(vec![e]).await?;
                 return encode_response(
                     req.correlation_id,
@@ -185,8 +214,10 @@ pub(crate) async fn handle(req: &Request<'_>, ctx: AdminCtx<'_>) -> Result<bytes
                     .map_err(encode_err);
                 }
             };
-            let mut grouped: BTreeMap<(i8, String, i8), Vec<describe_acls_response::AclDescription>> =
-                BTreeMap::new();
+            let mut grouped: BTreeMap<
+                (i8, String, i8),
+                Vec<describe_acls_response::AclDescription>,
+            > = BTreeMap::new();
             for b in ctx.gw.authorizer.describe_acls(&filter) {
                 grouped
                     .entry((
@@ -264,7 +295,13 @@ pub(crate) async fn handle(req: &Request<'_>, ctx: AdminCtx<'_>) -> Result<bytes
                     Ok(d) => d,
                     Err(e) => {
                         let msg = e.to_string();
-                        events.push(ctx.event("DeleteAcls", ("Cluster", CLUSTER), "Alter", true, false));
+                        events.push(ctx.event(
+                            "DeleteAcls",
+                            ("Cluster", CLUSTER),
+                            "Alter",
+                            true,
+                            false,
+                        ));
                         ctx.gw.audit_now(events).await?;
                         let results = r
                             .filters
@@ -288,25 +325,31 @@ pub(crate) async fn handle(req: &Request<'_>, ctx: AdminCtx<'_>) -> Result<bytes
                         Ok(i) => {
                             let matched = deleted.get(i).cloned().unwrap_or_default();
                             for b in &matched {
-                                events.push(ctx.event("DeleteAcls", ("Acl", &describe_binding(b)), "Alter", true, true));
+                                events.push(ctx.event(
+                                    "DeleteAcls",
+                                    ("Acl", &describe_binding(b)),
+                                    "Alter",
+                                    true,
+                                    true,
+                                ));
                             }
                             results.push(
                                 delete_acls_response::DeleteAclsFilterResult::default()
                                     .with_matching_acls(
-                                        matched
-                                            .iter()
-                                            .map(|b| {
-                                                delete_acls_response::DeleteAclsMatchingAcl::default()
-                                                    .with_resource_type(b.resource_type.as_i8())
-                                                    .with_resource_name(s(b.resource_name.clone()))
-                                                    .with_pattern_type(b.pattern_type.as_i8())
-                                                    .with_principal(s(b.principal.clone()))
-                                                    .with_host(s(b.host.clone()))
-                                                    .with_operation(b.operation.as_i8())
-                                                    .with_permission_type(b.permission.as_i8())
-                                            })
-                                            .collect(),
-                                    ),
+                                    matched
+                                        .iter()
+                                        .map(|b| {
+                                            delete_acls_response::DeleteAclsMatchingAcl::default()
+                                                .with_resource_type(b.resource_type.as_i8())
+                                                .with_resource_name(s(b.resource_name.clone()))
+                                                .with_pattern_type(b.pattern_type.as_i8())
+                                                .with_principal(s(b.principal.clone()))
+                                                .with_host(s(b.host.clone()))
+                                                .with_operation(b.operation.as_i8())
+                                                .with_permission_type(b.permission.as_i8())
+                                        })
+                                        .collect(),
+                                ),
                             );
                         }
                         Err(msg) => results.push(
@@ -331,7 +374,13 @@ pub(crate) async fn handle(req: &Request<'_>, ctx: AdminCtx<'_>) -> Result<bytes
                 .access
                 .allow(ResourceType::Cluster, CLUSTER, Operation::Describe)
             {
-                let e = ctx.event("DescribeUserScramCredentials", ("Cluster", CLUSTER), "Describe", false, false);
+                let e = ctx.event(
+                    "DescribeUserScramCredentials",
+                    ("Cluster", CLUSTER),
+                    "Describe",
+                    false,
+                    false,
+                );
                 ctx.gw.audit_now(vec![e]).await?;
                 return encode_response(
                     req.correlation_id,
@@ -395,20 +444,30 @@ pub(crate) async fn handle(req: &Request<'_>, ctx: AdminCtx<'_>) -> Result<bytes
             for d in &r.deletions {
                 let user = d.name.to_string();
                 let outcome = if !allowed {
-                    Err((code::CLUSTER_AUTHORIZATION_FAILED, "Not authorized to alter credentials.".to_string()))
+                    Err((
+                        code::CLUSTER_AUTHORIZATION_FAILED,
+                        "Not authorized to alter credentials.".to_string(),
+                    ))
                 } else {
                     match mechanism_from_code(d.mechanism) {
-                        None => Err((code::UNSUPPORTED_SASL_MECHANISM, "Unknown SCRAM mechanism.".into())),
+                        None => Err((
+                            code::UNSUPPORTED_SASL_MECHANISM,
+                            "Unknown SCRAM mechanism.".into(),
+                        )),
                         Some(m) => {
                             if ctx.gw.users.get(&user, m).is_none() {
-                                Err((code::RESOURCE_NOT_FOUND, "Attempt to delete a user credential that does not exist".into()))
+                                Err((
+                                    code::RESOURCE_NOT_FOUND,
+                                    "Attempt to delete a user credential that does not exist"
+                                        .into(),
+                                ))
                             } else {
                                 match &ctx.gw.store {
-                                    Some(store) => store
-                                        .delete_user(&user, Some(m))
-                                        .await
-                                        .map(|_| ())
-                                        .map_err(|e| (code::UNKNOWN_SERVER_ERROR, e.to_string())),
+                                    Some(store) => {
+                                        store.delete_user(&user, Some(m)).await.map(|_| ()).map_err(
+                                            |e| (code::UNKNOWN_SERVER_ERROR, e.to_string()),
+                                        )
+                                    }
                                     None => {
                                         ctx.gw.users.delete(&user, Some(m));
                                         Ok(())
@@ -418,16 +477,28 @@ pub(crate) async fn handle(req: &Request<'_>, ctx: AdminCtx<'_>) -> Result<bytes
                         }
                     }
                 };
-                events.push(ctx.event("AlterUserScramCredentials", ("User", &user), "Delete", allowed, outcome.is_ok()));
+                events.push(ctx.event(
+                    "AlterUserScramCredentials",
+                    ("User", &user),
+                    "Delete",
+                    allowed,
+                    outcome.is_ok(),
+                ));
                 results.push(scram_result(&user, outcome));
             }
             for u in &r.upsertions {
                 let user = u.name.to_string();
                 let outcome = if !allowed {
-                    Err((code::CLUSTER_AUTHORIZATION_FAILED, "Not authorized to alter credentials.".to_string()))
+                    Err((
+                        code::CLUSTER_AUTHORIZATION_FAILED,
+                        "Not authorized to alter credentials.".to_string(),
+                    ))
                 } else {
                     match mechanism_from_code(u.mechanism) {
-                        None => Err((code::UNSUPPORTED_SASL_MECHANISM, "Unknown SCRAM mechanism.".into())),
+                        None => Err((
+                            code::UNSUPPORTED_SASL_MECHANISM,
+                            "Unknown SCRAM mechanism.".into(),
+                        )),
                         Some(m) => match ScramCredential::from_salted_password(
                             m,
                             u.salt.to_vec(),
@@ -449,7 +520,13 @@ pub(crate) async fn handle(req: &Request<'_>, ctx: AdminCtx<'_>) -> Result<bytes
                         },
                     }
                 };
-                events.push(ctx.event("AlterUserScramCredentials", ("User", &user), "Alter", allowed, outcome.is_ok()));
+                events.push(ctx.event(
+                    "AlterUserScramCredentials",
+                    ("User", &user),
+                    "Alter",
+                    allowed,
+                    outcome.is_ok(),
+                ));
                 results.push(scram_result(&user, outcome));
             }
             ctx.gw.audit_now(events).await?;
@@ -548,6 +625,12 @@ fn describe_creation(c: &create_acls_request::AclCreation) -> String {
 fn describe_binding(b: &AclBinding) -> String {
     format!(
         "{:?} {} {:?} {:?}:{} ({:?}) from {}",
-        b.permission, b.principal, b.operation, b.resource_type, b.resource_name, b.pattern_type, b.host
+        b.permission,
+        b.principal,
+        b.operation,
+        b.resource_type,
+        b.resource_name,
+        b.pattern_type,
+        b.host
     )
 }

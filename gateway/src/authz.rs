@@ -25,10 +25,9 @@ use std::net::IpAddr;
 
 use bytes::{Bytes, BytesMut};
 use gatehouse_policy::{Authorizer, Operation, Principal, ResourceType};
+use gatehouse_protocol::ProtocolError;
 use gatehouse_protocol::header::{decode_body, encode_response, split_response};
-use gatehouse_protocol::kafka_protocol::protocol::{
-    Decodable, Encodable, HeaderVersion, StrBytes,
-};
+use gatehouse_protocol::kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use gatehouse_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use gatehouse_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use gatehouse_protocol::messages::create_topics_response::CreatableTopicResult;
@@ -47,7 +46,6 @@ use gatehouse_protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
 use gatehouse_protocol::messages::*;
-use gatehouse_protocol::ProtocolError;
 
 use crate::rewrite::Rewriter;
 
@@ -267,7 +265,8 @@ pub(crate) fn route(
     rewriter: &Rewriter,
 ) -> Result<Route, ProtocolError> {
     let v = req.version;
-    let key = ApiKey::try_from(req.api_key).map_err(|_| ProtocolError::UnknownApiKey(req.api_key))?;
+    let key =
+        ApiKey::try_from(req.api_key).map_err(|_| ProtocolError::UnknownApiKey(req.api_key))?;
     match key {
         ApiKey::Produce => produce(req, access, rewriter),
         ApiKey::Fetch => fetch(req, access),
@@ -378,7 +377,13 @@ pub(crate) fn route(
                 move |resp: &mut ListGroupsResponse| {
                     resp.groups.retain(|g| {
                         authorizer
-                            .authorize(&principal, host, ResourceType::Group, &g.group_id, Operation::Describe)
+                            .authorize(
+                                &principal,
+                                host,
+                                ResourceType::Group,
+                                &g.group_id,
+                                Operation::Describe,
+                            )
                             .allowed
                     });
                 }
@@ -434,7 +439,10 @@ pub(crate) fn route(
                     access.allow(ResourceType::TransactionalId, txn, Operation::Write),
                     code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
                 ),
-                None => (access.idempotent_write(), code::CLUSTER_AUTHORIZATION_FAILED),
+                None => (
+                    access.idempotent_write(),
+                    code::CLUSTER_AUTHORIZATION_FAILED,
+                ),
             };
             if ok {
                 Ok(req.forward())
@@ -451,10 +459,11 @@ pub(crate) fn route(
             let r: DescribeConfigsRequest = req.decode()?;
             let mut denied = HashMap::new();
             for res in &r.resources {
-                if let Some((rt, name, err)) = config_resource(res.resource_type, &res.resource_name) {
-                    if !access.allow(rt, &name, Operation::DescribeConfigs) {
-                        denied.insert((res.resource_type, res.resource_name.to_string()), err);
-                    }
+                if let Some((rt, name, err)) =
+                    config_resource(res.resource_type, &res.resource_name)
+                    && !access.allow(rt, &name, Operation::DescribeConfigs)
+                {
+                    denied.insert((res.resource_type, res.resource_name.to_string()), err);
                 }
             }
             if denied.is_empty() {
@@ -468,7 +477,9 @@ pub(crate) fn route(
                             denied.get(&(res.resource_type, res.resource_name.to_string()))
                         {
                             res.error_code = *err;
-                            res.error_message = Some(s("Not authorized to describe the configs of this resource."));
+                            res.error_message = Some(s(
+                                "Not authorized to describe the configs of this resource.",
+                            ));
                             res.configs.clear();
                         }
                     }
@@ -478,40 +489,54 @@ pub(crate) fn route(
         ApiKey::AlterConfigs => {
             let mut r: AlterConfigsRequest = req.decode()?;
             let mut denied = Vec::new();
-            r.resources.retain(|res| match config_resource(res.resource_type, &res.resource_name) {
-                Some((rt, name, err)) if !access.allow(rt, &name, Operation::AlterConfigs) => {
-                    denied.push(
-                        AlterConfigsResourceResponse::default()
-                            .with_resource_type(res.resource_type)
-                            .with_resource_name(res.resource_name.clone())
-                            .with_error_code(err),
-                    );
-                    false
+            r.resources.retain(|res| {
+                match config_resource(res.resource_type, &res.resource_name) {
+                    Some((rt, name, err)) if !access.allow(rt, &name, Operation::AlterConfigs) => {
+                        denied.push(
+                            AlterConfigsResourceResponse::default()
+                                .with_resource_type(res.resource_type)
+                                .with_resource_name(res.resource_name.clone())
+                                .with_error_code(err),
+                        );
+                        false
+                    }
+                    _ => true,
                 }
-                _ => true,
             });
-            split(req, &r, r.resources.is_empty(), denied, |denied| {
-                AlterConfigsResponse::default().with_responses(denied)
-            }, |resp: &mut AlterConfigsResponse, denied| resp.responses.extend(denied))
+            split(
+                req,
+                &r,
+                r.resources.is_empty(),
+                denied,
+                |denied| AlterConfigsResponse::default().with_responses(denied),
+                |resp: &mut AlterConfigsResponse, denied| resp.responses.extend(denied),
+            )
         }
         ApiKey::IncrementalAlterConfigs => {
             let mut r: IncrementalAlterConfigsRequest = req.decode()?;
             let mut denied = Vec::new();
-            r.resources.retain(|res| match config_resource(res.resource_type, &res.resource_name) {
-                Some((rt, name, err)) if !access.allow(rt, &name, Operation::AlterConfigs) => {
-                    denied.push(
+            r.resources.retain(|res| {
+                match config_resource(res.resource_type, &res.resource_name) {
+                    Some((rt, name, err)) if !access.allow(rt, &name, Operation::AlterConfigs) => {
+                        denied.push(
                         incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                             .with_resource_type(res.resource_type)
                             .with_resource_name(res.resource_name.clone())
                             .with_error_code(err),
                     );
-                    false
+                        false
+                    }
+                    _ => true,
                 }
-                _ => true,
             });
-            split(req, &r, r.resources.is_empty(), denied, |denied| {
-                IncrementalAlterConfigsResponse::default().with_responses(denied)
-            }, |resp: &mut IncrementalAlterConfigsResponse, denied| resp.responses.extend(denied))
+            split(
+                req,
+                &r,
+                r.resources.is_empty(),
+                denied,
+                |denied| IncrementalAlterConfigsResponse::default().with_responses(denied),
+                |resp: &mut IncrementalAlterConfigsResponse, denied| resp.responses.extend(denied),
+            )
         }
         ApiKey::CreatePartitions => {
             let mut r: CreatePartitionsRequest = req.decode()?;
@@ -527,9 +552,14 @@ pub(crate) fn route(
                 }
                 ok
             });
-            split(req, &r, r.topics.is_empty(), denied, |denied| {
-                CreatePartitionsResponse::default().with_results(denied)
-            }, |resp: &mut CreatePartitionsResponse, denied| resp.results.extend(denied))
+            split(
+                req,
+                &r,
+                r.topics.is_empty(),
+                denied,
+                |denied| CreatePartitionsResponse::default().with_results(denied),
+                |resp: &mut CreatePartitionsResponse, denied| resp.results.extend(denied),
+            )
         }
         ApiKey::DeleteGroups => {
             let mut r: DeleteGroupsRequest = req.decode()?;
@@ -545,9 +575,14 @@ pub(crate) fn route(
                 }
                 ok
             });
-            split(req, &r, r.groups_names.is_empty(), denied, |denied| {
-                DeleteGroupsResponse::default().with_results(denied)
-            }, |resp: &mut DeleteGroupsResponse, denied| resp.results.extend(denied))
+            split(
+                req,
+                &r,
+                r.groups_names.is_empty(),
+                denied,
+                |denied| DeleteGroupsResponse::default().with_results(denied),
+                |resp: &mut DeleteGroupsResponse, denied| resp.results.extend(denied),
+            )
         }
         ApiKey::DescribeCluster => {
             if access.cluster(Operation::Describe) {
@@ -659,22 +694,22 @@ pub(crate) fn produce_parts(
     access: &mut Access,
 ) -> Result<ProduceParts, ProtocolError> {
     let mut r: ProduceRequest = req.decode()?;
-    if let Some(txn) = &r.transactional_id {
-        if !access.allow(ResourceType::TransactionalId, txn, Operation::Write) {
-            if r.acks == 0 {
-                return Ok(ProduceParts::Done(Route::Close(
-                    "acks=0 produce denied: not authorized for the transactional id".into(),
-                )));
-            }
-            let responses = r
-                .topic_data
-                .iter()
-                .map(|t| denied_produce_topic(t, code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED))
-                .collect();
-            return Ok(ProduceParts::Done(
-                req.respond(&ProduceResponse::default().with_responses(responses))?,
-            ));
+    if let Some(txn) = &r.transactional_id
+        && !access.allow(ResourceType::TransactionalId, txn, Operation::Write)
+    {
+        if r.acks == 0 {
+            return Ok(ProduceParts::Done(Route::Close(
+                "acks=0 produce denied: not authorized for the transactional id".into(),
+            )));
         }
+        let responses = r
+            .topic_data
+            .iter()
+            .map(|t| denied_produce_topic(t, code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED))
+            .collect();
+        return Ok(ProduceParts::Done(
+            req.respond(&ProduceResponse::default().with_responses(responses))?,
+        ));
     }
     let mut refused = Vec::new();
     r.topic_data.retain(|t| {
@@ -799,7 +834,13 @@ fn fetch(req: &Request<'_>, access: &mut Access) -> Result<Route, ProtocolError>
                 }
                 !is_internal_topic(topic)
                     && authorizer
-                        .authorize(&principal, host, ResourceType::Topic, topic, Operation::Read)
+                        .authorize(
+                            &principal,
+                            host,
+                            ResourceType::Topic,
+                            topic,
+                            Operation::Read,
+                        )
                         .allowed
             })
         })),
@@ -876,7 +917,11 @@ fn metadata(
             changed = true;
         }
     }
-    let frame = if changed { req.reencode(&r)? } else { req.frame.clone() };
+    let frame = if changed {
+        req.reencode(&r)?
+    } else {
+        req.frame.clone()
+    };
     let principal = access.principal.clone();
     let host = access.host;
     let authorizer = access.authorizer.clone();
@@ -898,7 +943,13 @@ fn metadata(
                     None => {
                         !is_internal_topic(&name)
                             && authorizer
-                                .authorize(&principal, host, ResourceType::Topic, &name, Operation::Describe)
+                                .authorize(
+                                    &principal,
+                                    host,
+                                    ResourceType::Topic,
+                                    &name,
+                                    Operation::Describe,
+                                )
                                 .allowed
                     }
                 };
@@ -984,7 +1035,10 @@ fn offset_fetch(req: &Request<'_>, access: &mut Access) -> Result<Route, Protoco
             frame: req.frame.clone(),
             post: Some(post::<OffsetFetchResponse>(v, move |resp| {
                 for g in &mut resp.groups {
-                    if denied_groups.iter().any(|d| d.as_str() == g.group_id.as_str()) {
+                    if denied_groups
+                        .iter()
+                        .any(|d| d.as_str() == g.group_id.as_str())
+                    {
                         g.error_code = code::GROUP_AUTHORIZATION_FAILED;
                         g.topics.clear();
                         continue;
@@ -992,7 +1046,13 @@ fn offset_fetch(req: &Request<'_>, access: &mut Access) -> Result<Route, Protoco
                     g.topics.retain_mut(|t| {
                         let ok = !is_internal_topic(&t.name)
                             && authorizer
-                                .authorize(&principal, host, ResourceType::Topic, &t.name, Operation::Describe)
+                                .authorize(
+                                    &principal,
+                                    host,
+                                    ResourceType::Topic,
+                                    &t.name,
+                                    Operation::Describe,
+                                )
                                 .allowed;
                         if !ok {
                             for p in &mut t.partitions {
@@ -1022,7 +1082,13 @@ fn offset_fetch(req: &Request<'_>, access: &mut Access) -> Result<Route, Protoco
             resp.topics.retain_mut(|t| {
                 let ok = !is_internal_topic(&t.name)
                     && authorizer
-                        .authorize(&principal, host, ResourceType::Topic, &t.name, Operation::Describe)
+                        .authorize(
+                            &principal,
+                            host,
+                            ResourceType::Topic,
+                            &t.name,
+                            Operation::Describe,
+                        )
                         .allowed;
                 if ok {
                     return true;

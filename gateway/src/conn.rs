@@ -252,7 +252,10 @@ impl State {
             .service(crate::AUDIT_SERVICE)
             .method("kafka.Authenticate")
             .principal(principal)
-            .auth_mechanism(format!("{}/{mechanism}", self.info.listener.security_protocol()))
+            .auth_mechanism(format!(
+                "{}/{mechanism}",
+                self.info.listener.security_protocol()
+            ))
             .resource("Cluster", authz::CLUSTER)
             .operation("Authenticate")
             .client_address(self.info.peer.to_string())
@@ -607,9 +610,7 @@ impl State {
                     .with_max_version(max)
             })
             .collect();
-        let (lo, hi) = table
-            .range(ApiKey::ApiVersions as i16)
-            .unwrap_or((0, 3));
+        let (lo, hi) = table.range(ApiKey::ApiVersions as i16).unwrap_or((0, 3));
         if h.api_version < lo || h.api_version > hi {
             // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our ranges.
             let resp = ApiVersionsResponse::default()
@@ -746,23 +747,23 @@ impl State {
                 session_lifetime_ms,
             }) => {
                 self.sasl = None;
-                if let Some(previous) = &self.auth {
-                    if previous.principal != principal {
-                        let event = self.auth_event(
-                            &principal.to_string(),
-                            mechanism.name(),
-                            false,
-                            Some("re-authentication changed the principal"),
-                        );
-                        let _ = self.gw.audit_now(vec![event]).await;
-                        return SaslOutcome::Failed(
-                            (
-                                code::SASL_AUTHENTICATION_FAILED,
-                                "Re-authentication must keep the same principal.".into(),
-                            ),
-                            "re-authentication changed the principal".into(),
-                        );
-                    }
+                if let Some(previous) = &self.auth
+                    && previous.principal != principal
+                {
+                    let event = self.auth_event(
+                        &principal.to_string(),
+                        mechanism.name(),
+                        false,
+                        Some("re-authentication changed the principal"),
+                    );
+                    let _ = self.gw.audit_now(vec![event]).await;
+                    return SaslOutcome::Failed(
+                        (
+                            code::SASL_AUTHENTICATION_FAILED,
+                            "Re-authentication must keep the same principal.".into(),
+                        ),
+                        "re-authentication changed the principal".into(),
+                    );
                 }
                 let event = self.auth_event(&principal.to_string(), mechanism.name(), true, None);
                 if let Err(reason) = self.gw.audit_now(vec![event]).await {

@@ -68,7 +68,10 @@ pub(crate) async fn encrypt_produce(
                 continue;
             };
             let result = match envelope {
-                None => Err("encryption is required for this topic but no key vault is configured".to_string()),
+                None => Err(
+                    "encryption is required for this topic but no key vault is configured"
+                        .to_string(),
+                ),
                 Some(env) => encrypt_records(&name, records, env).await,
             };
             match result {
@@ -112,7 +115,10 @@ pub(crate) async fn encrypt_produce(
         }
     }
     if changed {
-        parts.request.topic_data.retain(|t| !t.partition_data.is_empty());
+        parts
+            .request
+            .topic_data
+            .retain(|t| !t.partition_data.is_empty());
         parts.modified = true;
     }
     rejections
@@ -259,10 +265,11 @@ async fn decrypt_records(
         let recs = batch
             .records()
             .map_err(|e| format!("records do not decode: {e}"))?;
-        if !recs
-            .iter()
-            .any(|r| r.headers.iter().any(|h| h.key.as_ref() == ENC_HEADER.as_bytes()))
-        {
+        if !recs.iter().any(|r| {
+            r.headers
+                .iter()
+                .any(|h| h.key.as_ref() == ENC_HEADER.as_bytes())
+        }) {
             out.extend_from_slice(batch.bytes());
             continue;
         }
@@ -284,14 +291,14 @@ async fn decrypt_records(
                     .and_then(|v| std::str::from_utf8(v).ok())
                     .unwrap_or(topic)
                     .to_string();
-                if h.flags & FLAG_VALUE != 0 {
-                    if let Some(ct) = rec.value.take() {
-                        let plain = env
-                            .decrypt(&origin, Field::Value, &h.dek_id, &ct)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        rec.value = Some(Bytes::from(plain));
-                    }
+                if h.flags & FLAG_VALUE != 0
+                    && let Some(ct) = rec.value.take()
+                {
+                    let plain = env
+                        .decrypt(&origin, Field::Value, &h.dek_id, &ct)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    rec.value = Some(Bytes::from(plain));
                 }
                 rec.headers.retain(|x| {
                     x.key.as_ref() != ENC_HEADER.as_bytes()

@@ -93,15 +93,69 @@ mod tests {
                 seeds.push(b[4..].to_vec());
             }
         };
-        push(encode_request(ApiKey::Metadata, 12, 1, Some("f"), &MetadataRequest::default()));
-        push(encode_request(ApiKey::Produce, 9, 2, Some("f"), &ProduceRequest::default()));
-        push(encode_request(ApiKey::Fetch, 12, 3, Some("f"), &FetchRequest::default()));
-        push(encode_request(ApiKey::CreateTopics, 7, 4, None, &CreateTopicsRequest::default()));
-        push(encode_request(ApiKey::OffsetCommit, 8, 5, None, &OffsetCommitRequest::default()));
-        push(encode_request(ApiKey::DeleteTopics, 6, 6, None, &DeleteTopicsRequest::default()));
-        push(encode_request(ApiKey::FindCoordinator, 4, 7, None, &FindCoordinatorRequest::default()));
-        push(encode_request(ApiKey::DescribeConfigs, 4, 8, None, &DescribeConfigsRequest::default()));
-        push(encode_request(ApiKey::IncrementalAlterConfigs, 1, 9, None, &IncrementalAlterConfigsRequest::default()));
+        push(encode_request(
+            ApiKey::Metadata,
+            12,
+            1,
+            Some("f"),
+            &MetadataRequest::default(),
+        ));
+        push(encode_request(
+            ApiKey::Produce,
+            9,
+            2,
+            Some("f"),
+            &ProduceRequest::default(),
+        ));
+        push(encode_request(
+            ApiKey::Fetch,
+            12,
+            3,
+            Some("f"),
+            &FetchRequest::default(),
+        ));
+        push(encode_request(
+            ApiKey::CreateTopics,
+            7,
+            4,
+            None,
+            &CreateTopicsRequest::default(),
+        ));
+        push(encode_request(
+            ApiKey::OffsetCommit,
+            8,
+            5,
+            None,
+            &OffsetCommitRequest::default(),
+        ));
+        push(encode_request(
+            ApiKey::DeleteTopics,
+            6,
+            6,
+            None,
+            &DeleteTopicsRequest::default(),
+        ));
+        push(encode_request(
+            ApiKey::FindCoordinator,
+            4,
+            7,
+            None,
+            &FindCoordinatorRequest::default(),
+        ));
+        push(encode_request(
+            ApiKey::DescribeConfigs,
+            4,
+            8,
+            None,
+            &DescribeConfigsRequest::default(),
+        ));
+        push(encode_request(
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            9,
+            None,
+            &IncrementalAlterConfigsRequest::default(),
+        ));
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {
             state ^= state << 13;

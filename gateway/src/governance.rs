@@ -317,14 +317,24 @@ impl Governance {
                 Ok(())
             }
             Some(log) => {
-                let mac = record_mac(&log.mac_key, TOPICS_TOPIC, topic.as_bytes(), value.as_deref());
+                let mac = record_mac(
+                    &log.mac_key,
+                    TOPICS_TOPIC,
+                    topic.as_bytes(),
+                    value.as_deref(),
+                );
                 let header = RecordHeader::new(
                     Bytes::from_static(MAC_HEADER.as_bytes()),
                     Some(Bytes::copy_from_slice(&mac)),
                 );
                 let mut builder = BatchBuilder::new();
                 builder
-                    .push(Some(topic.as_bytes()), value.as_deref(), &[header], now_ms())
+                    .push(
+                        Some(topic.as_bytes()),
+                        value.as_deref(),
+                        &[header],
+                        now_ms(),
+                    )
                     .map_err(|e| GovernanceError::Log(e.to_string()))?;
                 let batch = builder
                     .build()
@@ -347,10 +357,10 @@ impl Governance {
 
 impl Drop for Governance {
     fn drop(&mut self) {
-        if let Some(t) = self.tail.take() {
-            if Arc::strong_count(&t) == 1 {
-                t.abort();
-            }
+        if let Some(t) = self.tail.take()
+            && Arc::strong_count(&t) == 1
+        {
+            t.abort();
         }
     }
 }
@@ -368,8 +378,10 @@ impl Inner {
         let mut s = self.write();
         match value.and_then(|v| serde_json::from_slice::<BTreeMap<String, String>>(v).ok()) {
             Some(configs) if !configs.is_empty() => {
-                s.policies
-                    .insert(topic.to_string(), Arc::new(TopicPolicy::from_configs(&configs)));
+                s.policies.insert(
+                    topic.to_string(),
+                    Arc::new(TopicPolicy::from_configs(&configs)),
+                );
                 s.configs.insert(topic.to_string(), configs);
             }
             _ => {
@@ -440,7 +452,9 @@ impl Inner {
             .and_then(|h| h.value.as_deref())
             .is_some_and(|m| constant_time_eq(m, &expected));
         if !ok {
-            warn!("A _gatehouse_topics record without a valid MAC was ignored (written around the gateway?).");
+            warn!(
+                "A _gatehouse_topics record without a valid MAC was ignored (written around the gateway?)."
+            );
             return;
         }
         let Ok(topic) = std::str::from_utf8(key) else {

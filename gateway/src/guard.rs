@@ -112,7 +112,10 @@ pub(crate) async fn check_produce(
         }
     }
     if changed {
-        parts.request.topic_data.retain(|t| !t.partition_data.is_empty());
+        parts
+            .request
+            .topic_data
+            .retain(|t| !t.partition_data.is_empty());
         parts.modified = true;
     }
     rejections
@@ -163,19 +166,37 @@ fn pan_check(
             f.keyed_hash(key)
         )
     };
-    if let Some(f) = rec.value.as_deref().and_then(|v| crate::pan::scan(v, allowlist)) {
+    if let Some(f) = rec
+        .value
+        .as_deref()
+        .and_then(|v| crate::pan::scan(v, allowlist))
+    {
         return Some(found("value", f));
     }
-    if let Some(f) = rec.key.as_deref().and_then(|v| crate::pan::scan(v, allowlist)) {
+    if let Some(f) = rec
+        .key
+        .as_deref()
+        .and_then(|v| crate::pan::scan(v, allowlist))
+    {
         return Some(found("key", f));
     }
     for h in &rec.headers {
-        if let Some(f) = h.value.as_deref().and_then(|v| crate::pan::scan(v, allowlist)) {
-            return Some(found(&format!("header {}", String::from_utf8_lossy(&h.key)), f));
+        if let Some(f) = h
+            .value
+            .as_deref()
+            .and_then(|v| crate::pan::scan(v, allowlist))
+        {
+            return Some(found(
+                &format!("header {}", String::from_utf8_lossy(&h.key)),
+                f,
+            ));
         }
     }
     None
 }
+
+/// One side of a record to validate: which, its bytes, its policy.
+type Side<'a> = (KeyOrValue, Option<&'a [u8]>, Option<&'a ValidationPolicy>);
 
 struct PartitionRefusal {
     code: i16,
@@ -219,23 +240,23 @@ async fn check_partition(
             record_errors: Vec::new(),
         })?;
         for rec in recs {
-            if policy.pan_guard {
-                if let Some(message) = pan_check(&rec, &policy.pan_allowlist, pan_key) {
-                    let message = format!("record {index} {message}");
-                    bad += 1;
-                    if errors.len() < MAX_RECORD_ERRORS {
-                        errors.push(
-                            BatchIndexAndErrorMessage::default()
-                                .with_batch_index(index)
-                                .with_batch_index_error_message(Some(StrBytes::from_string(
-                                    message.clone(),
-                                ))),
-                        );
-                    }
-                    first.get_or_insert(message);
-                    index = index.saturating_add(1);
-                    continue;
+            if policy.pan_guard
+                && let Some(message) = pan_check(&rec, &policy.pan_allowlist, pan_key)
+            {
+                let message = format!("record {index} {message}");
+                bad += 1;
+                if errors.len() < MAX_RECORD_ERRORS {
+                    errors.push(
+                        BatchIndexAndErrorMessage::default()
+                            .with_batch_index(index)
+                            .with_batch_index_error_message(Some(StrBytes::from_string(
+                                message.clone(),
+                            ))),
+                    );
                 }
+                first.get_or_insert(message);
+                index = index.saturating_add(1);
+                continue;
             }
             let Some(validator) = validator else {
                 index = index.saturating_add(1);
@@ -249,9 +270,13 @@ async fn check_partition(
                     Some((k, h.value.as_deref().unwrap_or_default()))
                 })
                 .collect();
-            let sides: [(KeyOrValue, Option<&[u8]>, Option<&ValidationPolicy>); 2] = [
+            let sides: [Side<'_>; 2] = [
                 (KeyOrValue::Key, rec.key.as_deref(), policy.key.as_ref()),
-                (KeyOrValue::Value, rec.value.as_deref(), policy.value.as_ref()),
+                (
+                    KeyOrValue::Value,
+                    rec.value.as_deref(),
+                    policy.value.as_ref(),
+                ),
             ];
             for (kind, bytes, side_policy) in sides {
                 // Null keys and tombstones carry no schema.
@@ -285,7 +310,10 @@ async fn check_partition(
         Some(first) => Err(PartitionRefusal {
             code: INVALID_RECORD,
             message: if bad > 1 {
-                format!("{first} (and {} more bad records; the batch was not written)", bad - 1)
+                format!(
+                    "{first} (and {} more bad records; the batch was not written)",
+                    bad - 1
+                )
             } else {
                 format!("{first} (the batch was not written)")
             },

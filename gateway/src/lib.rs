@@ -238,13 +238,14 @@ pub struct Gateway {
 impl Gateway {
     /// Reaches the upstream, binds the listeners and starts accepting clients.
     pub async fn start(config: GatewayConfig, deps: GatewayDeps) -> Result<Self, GatewayError> {
-        if let Some(addr) = config.plain_listen {
-            if !addr.ip().is_loopback() && !config.allow_plaintext_remote {
-                return Err(GatewayError::Config(format!(
-                    "the plaintext gateway listener {addr} is not on loopback; \
+        if let Some(addr) = config.plain_listen
+            && !addr.ip().is_loopback()
+            && !config.allow_plaintext_remote
+        {
+            return Err(GatewayError::Config(format!(
+                "the plaintext gateway listener {addr} is not on loopback; \
                      use the TLS listener, or set gateway_allow_plaintext_remote = true"
-                )));
-            }
+            )));
         }
         if config.tls_listen.is_some() && deps.tls.is_none() {
             return Err(GatewayError::Config(
@@ -330,7 +331,12 @@ impl Gateway {
                         GatewayError::Config(format!("node {n} has no port above {base}"))
                     })?;
                     let node_addr = SocketAddr::new(addr.ip(), port);
-                    bind(node_addr, ListenerKind::Tls, ports.clone(), Target::Node(*n))?;
+                    bind(
+                        node_addr,
+                        ListenerKind::Tls,
+                        ports.clone(),
+                        Target::Node(*n),
+                    )?;
                 }
             }
         }
@@ -379,7 +385,10 @@ impl Gateway {
         let all = u32::try_from(max).unwrap_or(u32::MAX);
         let drained = tokio::time::timeout(grace, self.connections.acquire_many(all)).await;
         if drained.is_err() {
-            warn!(?grace, "Some client connections were still busy at the end of the drain.");
+            warn!(
+                ?grace,
+                "Some client connections were still busy at the end of the drain."
+            );
         }
     }
 }
@@ -463,7 +472,10 @@ impl Acceptor {
                         .operation("Authenticate")
                         .client_address(peer.to_string())
                         .granted(false)
-                        .attribute("reason", "no principal mapping rule matched the certificate");
+                        .attribute(
+                            "reason",
+                            "no principal mapping rule matched the certificate",
+                        );
                     let event = self.inner.finish_event(event);
                     let _ = self.inner.audit_now(vec![event]).await;
                     info!(%peer, "Client certificate matched no principal mapping rule; closing.");

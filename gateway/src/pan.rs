@@ -62,7 +62,9 @@ pub fn scan(bytes: &[u8], allowlist: &HashSet<String>) -> Option<Finding> {
             }
             if digits.len() > MAX_DIGITS + 8 {
                 // Far too long to be a card number; skip the whole run.
-                while j < bytes.len() && (bytes[j].is_ascii_digit() || bytes[j] == b' ' || bytes[j] == b'-') {
+                while j < bytes.len()
+                    && (bytes[j].is_ascii_digit() || bytes[j] == b' ' || bytes[j] == b'-')
+                {
                     j += 1;
                 }
                 digits.clear();
@@ -92,7 +94,7 @@ fn luhn(digits: &str) -> bool {
         }
         sum += d;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn known_issuer(d: &str) -> bool {

@@ -51,7 +51,11 @@ impl Rewriter {
 
     /// Rewrites the KIP-951 `node_endpoints` of a Produce response (v10+); the frame passes
     /// through untouched when it has none. `frame` starts at the correlation id.
-    pub(crate) fn produce_endpoints(&self, frame: Bytes, version: i16) -> Result<Bytes, ProtocolError> {
+    pub(crate) fn produce_endpoints(
+        &self,
+        frame: Bytes,
+        version: i16,
+    ) -> Result<Bytes, ProtocolError> {
         let (correlation_id, body) =
             split_response(frame.clone(), ProduceResponse::header_version(version))?;
         let mut resp: ProduceResponse = decode_body(body, version)?;

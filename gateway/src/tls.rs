@@ -678,7 +678,7 @@ fn decode_directory_string(value: &Any<'_>) -> Option<String> {
         // Latin-1 is the practical reading of T61String.
         Tag::T61String => Some(data.iter().map(|&b| char::from(b)).collect()),
         Tag::BmpString => {
-            if data.len() % 2 != 0 {
+            if !data.len().is_multiple_of(2) {
                 return None;
             }
             let units: Vec<u16> = data
@@ -688,7 +688,7 @@ fn decode_directory_string(value: &Any<'_>) -> Option<String> {
             String::from_utf16(&units).ok()
         }
         Tag::UniversalString => {
-            if data.len() % 4 != 0 {
+            if !data.len().is_multiple_of(4) {
                 return None;
             }
             data.chunks_exact(4)

@@ -29,9 +29,8 @@ use crate::authz::{Route, with_size_prefix};
 use crate::governance::{self, Governance};
 
 /// Work to do on the response after `post`, asynchronously (storing governance state).
-pub(crate) type Then = Box<
-    dyn FnOnce(Bytes) -> Pin<Box<dyn Future<Output = Result<Bytes, String>> + Send>> + Send,
->;
+pub(crate) type Then =
+    Box<dyn FnOnce(Bytes) -> Pin<Box<dyn Future<Output = Result<Bytes, String>> + Send>> + Send>;
 
 /// INVALID_CONFIG.
 const INVALID_CONFIG: i16 = 40;
@@ -68,8 +67,8 @@ fn rewrite<M>(framed: Bytes, version: i16, f: impl FnOnce(&mut M)) -> Result<Byt
 where
     M: Decodable + Encodable + HeaderVersion,
 {
-    let (correlation_id, b) = split_response(framed.slice(4..), M::header_version(version))
-        .map_err(|e| e.to_string())?;
+    let (correlation_id, b) =
+        split_response(framed.slice(4..), M::header_version(version)).map_err(|e| e.to_string())?;
     let mut m: M = decode_body(b, version).map_err(|e| e.to_string())?;
     f(&mut m);
     encode_response(correlation_id, version, &m).map_err(|e| e.to_string())
@@ -107,7 +106,9 @@ pub(crate) async fn intercept(
         return Ok(Intercepted::pass(route));
     };
     match api {
-        ApiKey::CreateTopics => create_topics(version, correlation_id, body_offset, frame, post, gov),
+        ApiKey::CreateTopics => {
+            create_topics(version, correlation_id, body_offset, frame, post, gov)
+        }
         ApiKey::DeleteTopics => Ok(delete_topics(version, frame, post, gov)),
         ApiKey::AlterConfigs => {
             alter_configs(version, correlation_id, body_offset, frame, post, gov).await
@@ -151,17 +152,18 @@ fn create_topics(
     gov: &Governance,
 ) -> Result<Intercepted, ProtocolError> {
     let mut r: CreateTopicsRequest = body(&frame, body_offset, version)?;
-    if !r
-        .topics
-        .iter()
-        .any(|t| t.configs.iter().any(|c| governance::is_governance_key(&c.name)))
-    {
+    if !r.topics.iter().any(|t| {
+        t.configs
+            .iter()
+            .any(|c| governance::is_governance_key(&c.name))
+    }) {
         return Ok(Intercepted::pass(Route::Forward { frame, post }));
     }
     let mut invalid = Vec::new();
     let mut pending: HashMap<String, BTreeMap<String, String>> = HashMap::new();
     r.topics.retain_mut(|t| {
-        let (configs, errors) = split_configs(t.configs.iter().map(|c| (&c.name, c.value.as_ref())));
+        let (configs, errors) =
+            split_configs(t.configs.iter().map(|c| (&c.name, c.value.as_ref())));
         if !errors.is_empty() {
             invalid.push(
                 CreatableTopicResult::default()
@@ -173,7 +175,8 @@ fn create_topics(
             );
             return false;
         }
-        t.configs.retain(|c| !governance::is_governance_key(&c.name));
+        t.configs
+            .retain(|c| !governance::is_governance_key(&c.name));
         if !configs.is_empty() {
             pending.insert(t.name.to_string(), configs);
         }
@@ -238,8 +241,8 @@ fn create_topics(
         })
     });
     if r.topics.is_empty() {
-        let empty = encode_response(correlation_id, version, &CreateTopicsResponse::default())?
-            .slice(4..);
+        let empty =
+            encode_response(correlation_id, version, &CreateTopicsResponse::default())?.slice(4..);
         return Ok(Intercepted {
             route: Route::Forward { frame, post },
             then: Some(then),
@@ -283,11 +286,11 @@ fn delete_topics(
             .map_err(|e| e.to_string())?;
             let resp: DeleteTopicsResponse = decode_body(b, version).map_err(|e| e.to_string())?;
             for t in resp.responses.iter().filter(|t| t.error_code == 0) {
-                if let Some(name) = &t.name {
-                    if let Err(e) = gov.delete(name).await {
-                        tracing::warn!(topic = %name.as_str(), error = %e,
+                if let Some(name) = &t.name
+                    && let Err(e) = gov.delete(name).await
+                {
+                    tracing::warn!(topic = %name.as_str(), error = %e,
                             "The deleted topic's governance configs could not be removed.");
-                    }
                 }
             }
             Ok(framed)
@@ -309,7 +312,11 @@ async fn alter_configs(
     gov: &Governance,
 ) -> Result<Intercepted, ProtocolError> {
     let mut r: AlterConfigsRequest = body(&frame, body_offset, version)?;
-    if !r.resources.iter().any(|res| res.resource_type == TOPIC_RESOURCE) {
+    if !r
+        .resources
+        .iter()
+        .any(|res| res.resource_type == TOPIC_RESOURCE)
+    {
         return Ok(Intercepted::pass(Route::Forward { frame, post }));
     }
     let mut errors: Vec<AlterConfigsResourceResponse> = Vec::new();
@@ -333,23 +340,24 @@ async fn alter_configs(
             continue;
         }
         // AlterConfigs replaces the whole config set: governance configs not given are cleared.
-        if !r.validate_only {
-            if let Err(e) = gov.set(&res.resource_name, configs).await {
-                errors.push(
-                    AlterConfigsResourceResponse::default()
-                        .with_resource_type(res.resource_type)
-                        .with_resource_name(res.resource_name.clone())
-                        .with_error_code(UNKNOWN_SERVER_ERROR)
-                        .with_error_message(Some(s(format!(
-                            "governance configs could not be stored: {e}"
-                        )))),
-                );
-                changed = true;
-                continue;
-            }
+        if !r.validate_only
+            && let Err(e) = gov.set(&res.resource_name, configs).await
+        {
+            errors.push(
+                AlterConfigsResourceResponse::default()
+                    .with_resource_type(res.resource_type)
+                    .with_resource_name(res.resource_name.clone())
+                    .with_error_code(UNKNOWN_SERVER_ERROR)
+                    .with_error_message(Some(s(format!(
+                        "governance configs could not be stored: {e}"
+                    )))),
+            );
+            changed = true;
+            continue;
         }
         let before = res.configs.len();
-        res.configs.retain(|c| !governance::is_governance_key(&c.name));
+        res.configs
+            .retain(|c| !governance::is_governance_key(&c.name));
         changed |= res.configs.len() != before;
         keep.push(res);
     }
@@ -380,7 +388,10 @@ async fn incremental(
     let mut r: IncrementalAlterConfigsRequest = body(&frame, body_offset, version)?;
     if !r.resources.iter().any(|res| {
         res.resource_type == TOPIC_RESOURCE
-            && res.configs.iter().any(|c| governance::is_governance_key(&c.name))
+            && res
+                .configs
+                .iter()
+                .any(|c| governance::is_governance_key(&c.name))
     }) {
         return Ok(Intercepted::pass(Route::Forward { frame, post }));
     }
@@ -388,14 +399,21 @@ async fn incremental(
     let mut keep = Vec::with_capacity(r.resources.len());
     for mut res in r.resources.drain(..) {
         let governed = res.resource_type == TOPIC_RESOURCE
-            && res.configs.iter().any(|c| governance::is_governance_key(&c.name));
+            && res
+                .configs
+                .iter()
+                .any(|c| governance::is_governance_key(&c.name));
         if !governed {
             keep.push(res);
             continue;
         }
         let mut configs = gov.configs(&res.resource_name);
         let mut bad = Vec::new();
-        for c in res.configs.iter().filter(|c| governance::is_governance_key(&c.name)) {
+        for c in res
+            .configs
+            .iter()
+            .filter(|c| governance::is_governance_key(&c.name))
+        {
             match c.config_operation {
                 0 => match governance::check(&c.name, c.value.as_deref()) {
                     Ok(()) => {
@@ -426,19 +444,20 @@ async fn incremental(
             );
             continue;
         }
-        if !r.validate_only {
-            if let Err(e) = gov.set(&res.resource_name, configs).await {
-                extra.push(
-                    response
-                        .with_error_code(UNKNOWN_SERVER_ERROR)
-                        .with_error_message(Some(s(format!(
-                            "governance configs could not be stored: {e}"
-                        )))),
-                );
-                continue;
-            }
+        if !r.validate_only
+            && let Err(e) = gov.set(&res.resource_name, configs).await
+        {
+            extra.push(
+                response
+                    .with_error_code(UNKNOWN_SERVER_ERROR)
+                    .with_error_message(Some(s(format!(
+                        "governance configs could not be stored: {e}"
+                    )))),
+            );
+            continue;
         }
-        res.configs.retain(|c| !governance::is_governance_key(&c.name));
+        res.configs
+            .retain(|c| !governance::is_governance_key(&c.name));
         if res.configs.is_empty() {
             extra.push(response);
         } else {
@@ -519,7 +538,11 @@ fn describe_configs(
     let mut r: DescribeConfigsRequest = body(&frame, body_offset, version)?;
     let mut filters: HashMap<String, Option<Vec<String>>> = HashMap::new();
     let mut changed = false;
-    for res in r.resources.iter_mut().filter(|x| x.resource_type == TOPIC_RESOURCE) {
+    for res in r
+        .resources
+        .iter_mut()
+        .filter(|x| x.resource_type == TOPIC_RESOURCE)
+    {
         let wanted = res
             .configuration_keys
             .as_ref()
@@ -549,10 +572,11 @@ fn describe_configs(
                     .filter(|x| x.resource_type == TOPIC_RESOURCE && x.error_code == 0)
                 {
                     let wanted = filters.get(res.resource_name.as_str()).cloned().flatten();
-                    if let Some(w) = &wanted {
-                        if !w.is_empty() {
-                            res.configs.retain(|c| w.iter().any(|k| k.as_str() == c.name.as_str()));
-                        }
+                    if let Some(w) = &wanted
+                        && !w.is_empty()
+                    {
+                        res.configs
+                            .retain(|c| w.iter().any(|k| k.as_str() == c.name.as_str()));
                     }
                     for (k, v) in gov.configs(&res.resource_name) {
                         if wanted

@@ -93,7 +93,10 @@ impl Upstream {
 
     async fn refresh_with(&self, conn: &Connection) -> Result<(), ProtocolError> {
         let resp = conn
-            .send(MetadataRequest::default().with_topics(Some(Vec::new())), None)
+            .send(
+                MetadataRequest::default().with_topics(Some(Vec::new())),
+                None,
+            )
             .await?;
         let mut nodes = BTreeMap::new();
         for b in resp.brokers {

@@ -113,7 +113,15 @@ mod tests {
     fn upstream(entries: &[(ApiKey, i16, i16)]) -> HashMap<i16, VersionRange> {
         entries
             .iter()
-            .map(|(k, min, max)| (*k as i16, VersionRange { min: *min, max: *max }))
+            .map(|(k, min, max)| {
+                (
+                    *k as i16,
+                    VersionRange {
+                        min: *min,
+                        max: *max,
+                    },
+                )
+            })
             .collect()
     }
 

@@ -60,10 +60,10 @@ pub fn frame_decoder(data: &[u8]) {
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
-                    if let Ok(peek) = RequestHeaderPeek::parse(&frame) {
-                        if let Some(at) = peek.body_offset {
-                            assert!(at <= frame.len());
-                        }
+                    if let Ok(peek) = RequestHeaderPeek::parse(&frame)
+                        && let Some(at) = peek.body_offset
+                    {
+                        assert!(at <= frame.len());
                     }
                 }
                 Ok(None) => break,

@@ -418,12 +418,11 @@ impl Validator {
             Err(e) => return Err(store_err(e)),
         };
         let fp = fingerprint_of(stored.schema_type, &stored.schema, &stored.references);
-        if let Ok(c) = self.cache.read() {
-            if let Some((f, compiled)) = c.get(&id) {
-                if *f == fp {
-                    return Ok(compiled.clone());
-                }
-            }
+        if let Ok(c) = self.cache.read()
+            && let Some((f, compiled)) = c.get(&id)
+            && *f == fp
+        {
+            return Ok(compiled.clone());
         }
         let compiled = Arc::new(self.compile(id, &stored).await?);
         if let Ok(mut c) = self.cache.write() {

@@ -260,10 +260,10 @@ impl Group {
                 .iter()
                 .find(|(n, _)| candidates.contains(&n.as_str()))
                 .map(|(n, _)| n.as_str());
-            if let Some(v) = vote {
-                if let Some(slot) = votes.iter_mut().find(|(c, _)| *c == v) {
-                    slot.1 += 1;
-                }
+            if let Some(v) = vote
+                && let Some(slot) = votes.iter_mut().find(|(c, _)| *c == v)
+            {
+                slot.1 += 1;
             }
         }
         // max_by_key keeps the last maximum; iterate reversed so the earliest preference wins.

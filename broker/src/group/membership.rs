@@ -305,10 +305,10 @@ fn add_member_and_rebalance(
     );
     group.elect_leader();
     group.touched = Instant::now();
-    if group.state == GroupState::PreparingRebalance {
-        if let Some(delay) = group.initial_delay.as_mut() {
-            delay.new_member_added = true;
-        }
+    if group.state == GroupState::PreparingRebalance
+        && let Some(delay) = group.initial_delay.as_mut()
+    {
+        delay.new_member_added = true;
     }
     maybe_prepare_rebalance(inner, group, "new member joined");
     Start::Wait(rx)
@@ -534,10 +534,10 @@ fn drop_member(group: &mut Group, member_id: &str) -> bool {
     };
     m.finish_join(JoinOutcome::error(ErrorCode::UnknownMemberId, member_id));
     m.finish_sync(SyncOutcome::error(ErrorCode::UnknownMemberId));
-    if let Some(instance) = &m.group_instance_id {
-        if group.static_members.get(instance).map(String::as_str) == Some(member_id) {
-            group.static_members.remove(instance);
-        }
+    if let Some(instance) = &m.group_instance_id
+        && group.static_members.get(instance).map(String::as_str) == Some(member_id)
+    {
+        group.static_members.remove(instance);
     }
     group.pending_sync.remove(member_id);
     group.elect_leader();
@@ -595,16 +595,17 @@ fn on_timer(inner: &Arc<Inner>, group_id: &str, epoch: u64, kind: TimerKind) {
             if group.state != GroupState::PreparingRebalance {
                 return;
             }
-            if let Some(d) = group.initial_delay {
-                if d.new_member_added && !d.remaining.is_zero() {
-                    let delay = millis(inner.config.initial_rebalance_delay_ms).min(d.remaining);
-                    group.initial_delay = Some(InitialDelay {
-                        remaining: d.remaining.saturating_sub(delay),
-                        new_member_added: false,
-                    });
-                    schedule(inner, group, TimerKind::InitialDelay, delay);
-                    return;
-                }
+            if let Some(d) = group.initial_delay
+                && d.new_member_added
+                && !d.remaining.is_zero()
+            {
+                let delay = millis(inner.config.initial_rebalance_delay_ms).min(d.remaining);
+                group.initial_delay = Some(InitialDelay {
+                    remaining: d.remaining.saturating_sub(delay),
+                    new_member_added: false,
+                });
+                schedule(inner, group, TimerKind::InitialDelay, delay);
+                return;
             }
             complete_join(inner, group);
         }
@@ -768,10 +769,10 @@ fn sync_locked(inner: &Arc<Inner>, req: &SyncGroupRequest, version: i16) -> Star
                 Start::Done(complete_sync(group, req, member_id))
             } else {
                 let (tx, rx) = oneshot::channel();
-                if let Some(m) = group.members.get_mut(member_id) {
-                    if let Some(previous) = m.awaiting_sync.replace(tx) {
-                        let _ = previous.send(SyncOutcome::error(ErrorCode::RebalanceInProgress));
-                    }
+                if let Some(m) = group.members.get_mut(member_id)
+                    && let Some(previous) = m.awaiting_sync.replace(tx)
+                {
+                    let _ = previous.send(SyncOutcome::error(ErrorCode::RebalanceInProgress));
                 }
                 Start::Wait(rx)
             }

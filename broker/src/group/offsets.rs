@@ -337,10 +337,10 @@ impl OffsetStore {
             let _ = tx.send(WriterMsg::Stop);
         }
         let thread = lock(&self.thread).take();
-        if let Some(thread) = thread {
-            if thread.join().is_err() {
-                error!(dir = %self.dir.display(), "offsets writer thread panicked");
-            }
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            error!(dir = %self.dir.display(), "offsets writer thread panicked");
         }
     }
 }
@@ -426,10 +426,10 @@ impl Writer {
                 }
                 // Compact before acknowledging, so that the writer is idle whenever no write
                 // is outstanding. A failed compaction leaves the appended log in place.
-                if self.log_bytes > self.compact_min_bytes.max(self.compact_bytes * 2) {
-                    if let Err(e) = self.rewrite() {
-                        error!(dir = %self.dir.display(), error = %e, "compacting offsets log failed");
-                    }
+                if self.log_bytes > self.compact_min_bytes.max(self.compact_bytes * 2)
+                    && let Err(e) = self.rewrite()
+                {
+                    error!(dir = %self.dir.display(), error = %e, "compacting offsets log failed");
                 }
                 for (_, _, done) in batch {
                     done.finish(Ok(()));

@@ -355,11 +355,11 @@ impl Partition {
                         }
                         continue;
                     }
-                    if let Some(prev) = run.last() {
-                        if prev.offset_delta + 1 != r.offset_delta {
-                            out.push(rebuild(&raw, &run)?);
-                            run.clear();
-                        }
+                    if let Some(prev) = run.last()
+                        && prev.offset_delta + 1 != r.offset_delta
+                    {
+                        out.push(rebuild(&raw, &run)?);
+                        run.clear();
                     }
                     run.push(r);
                 }

@@ -83,10 +83,10 @@ impl ManagerInner {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(t) = thread {
-            if t.join().is_err() {
-                tracing::error!("The log flusher thread panicked.");
-            }
+        if let Some(t) = thread
+            && t.join().is_err()
+        {
+            tracing::error!("The log flusher thread panicked.");
         }
     }
 }

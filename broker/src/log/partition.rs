@@ -369,10 +369,10 @@ impl PartitionInner {
             self.check_usable(&st)?;
             let target = st.log_end;
             let mut files = std::mem::take(&mut st.unsynced);
-            if st.durable < target {
-                if let Some(a) = st.active() {
-                    files.push((a.path.clone(), Arc::clone(&a.file)));
-                }
+            if st.durable < target
+                && let Some(a) = st.active()
+            {
+                files.push((a.path.clone(), Arc::clone(&a.file)));
             }
             let dir_dirty = std::mem::replace(&mut st.dir_dirty, false);
             (target, files, dir_dirty)
@@ -654,10 +654,10 @@ impl Partition {
 
     /// Hands the partition to the flusher thread (or flushes inline once it has stopped).
     pub(crate) fn request_flush(&self) {
-        if !self.inner.flusher.request(&self.inner) {
-            if let Err(e) = self.inner.flush_pending() {
-                tracing::error!(dir = %self.inner.dir.display(), error = %e, "Inline fsync failed.");
-            }
+        if !self.inner.flusher.request(&self.inner)
+            && let Err(e) = self.inner.flush_pending()
+        {
+            tracing::error!(dir = %self.inner.dir.display(), error = %e, "Inline fsync failed.");
         }
     }
 
@@ -1086,10 +1086,10 @@ fn recover(dir: &Path, config: &LogConfig) -> Result<LogState> {
     // Non-last segments loaded clean end where the next one begins.
     let keys: Vec<i64> = segments.keys().copied().collect();
     for w in keys.windows(2) {
-        if let Some(s) = segments.get_mut(&w[0]) {
-            if s.next_offset == s.base || s.next_offset > w[1] {
-                s.next_offset = w[1];
-            }
+        if let Some(s) = segments.get_mut(&w[0])
+            && (s.next_offset == s.base || s.next_offset > w[1])
+        {
+            s.next_offset = w[1];
         }
     }
     let mut log_start = checkpointed_start.unwrap_or(0);

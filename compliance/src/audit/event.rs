@@ -718,22 +718,21 @@ pub(crate) mod tests {
                 return;
             }
         }
-        if let Some(c) = schema.get("const") {
-            if c != v {
-                errors.push(format!("{path}: expected const {c}"));
-            }
+        if let Some(c) = schema.get("const")
+            && c != v
+        {
+            errors.push(format!("{path}: expected const {c}"));
         }
-        if let Some(Value::Array(options)) = schema.get("enum") {
-            if !options.contains(v) {
-                errors.push(format!("{path}: not in enum"));
-            }
+        if let Some(Value::Array(options)) = schema.get("enum")
+            && !options.contains(v)
+        {
+            errors.push(format!("{path}: not in enum"));
         }
         if let (Some("^(0|[1-9][0-9]*)$"), Some(s)) =
             (schema.get("pattern").and_then(Value::as_str), v.as_str())
+            && parse_u64_str(s).is_none()
         {
-            if parse_u64_str(s).is_none() {
-                errors.push(format!("{path}: not a decimal string"));
-            }
+            errors.push(format!("{path}: not a decimal string"));
         }
         if let Some(obj) = v.as_object() {
             if let Some(Value::Array(req)) = schema.get("required") {

@@ -414,10 +414,10 @@ impl KeyHistory {
         if i > 0 && tree_size <= e.from_tree_size {
             return Err("signed by a key that was not yet valid at this tree size");
         }
-        if let Some(next) = self.entries.get(i + 1) {
-            if tree_size > next.from_tree_size {
-                return Err("signed by a key that had been rotated out at this tree size");
-            }
+        if let Some(next) = self.entries.get(i + 1)
+            && tree_size > next.from_tree_size
+        {
+            return Err("signed by a key that had been rotated out at this tree size");
         }
         Ok(e)
     }

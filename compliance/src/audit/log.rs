@@ -653,13 +653,14 @@ fn recover_segments(
                 Ok((Frame::Record { seq: s, payload }, n)) if s == seq => {
                     r.tree.push(leaf_hash(payload));
                     pos += n;
-                    if let Some((size, root, cp)) = anchor {
-                        if r.tree.size() == size && r.tree.root() != root {
-                            return Err(integrity(
-                                format!("{name} / {cp}"),
-                                "events do not match the root hash of the latest checkpoint",
-                            ));
-                        }
+                    if let Some((size, root, cp)) = anchor
+                        && r.tree.size() == size
+                        && r.tree.root() != root
+                    {
+                        return Err(integrity(
+                            format!("{name} / {cp}"),
+                            "events do not match the root hash of the latest checkpoint",
+                        ));
                     }
                 }
                 Ok((Frame::Record { seq: s, .. }, _)) => {
@@ -1131,12 +1132,11 @@ impl Writer {
         if self.failed.is_some() || self.events_since_cp == 0 {
             return;
         }
-        if self.events_since_cp >= self.cfg.checkpoint_every_events
-            || self.last_cp_at.elapsed() >= self.cfg.checkpoint_interval
+        if (self.events_since_cp >= self.cfg.checkpoint_every_events
+            || self.last_cp_at.elapsed() >= self.cfg.checkpoint_interval)
+            && let Err(e) = self.checkpoint()
         {
-            if let Err(e) = self.checkpoint() {
-                error!(error = %e, "audit checkpoint failed");
-            }
+            error!(error = %e, "audit checkpoint failed");
         }
     }
 
@@ -1149,20 +1149,19 @@ impl Writer {
             return;
         }
         self.last_space_check = Some(now);
-        if let Some(free) = free_bytes(&self.dir) {
-            if free < self.cfg.min_free_bytes
-                && self
-                    .last_space_alarm
-                    .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
-            {
-                self.last_space_alarm = Some(now);
-                error!(
-                    free_bytes = free,
-                    min_free_bytes = self.cfg.min_free_bytes,
-                    dir = %self.dir.display(),
-                    "audit log disk space below watermark: audit writes will fail when the disk fills"
-                );
-            }
+        if let Some(free) = free_bytes(&self.dir)
+            && free < self.cfg.min_free_bytes
+            && self
+                .last_space_alarm
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
+        {
+            self.last_space_alarm = Some(now);
+            error!(
+                free_bytes = free,
+                min_free_bytes = self.cfg.min_free_bytes,
+                dir = %self.dir.display(),
+                "audit log disk space below watermark: audit writes will fail when the disk fills"
+            );
         }
     }
 
@@ -1386,7 +1385,7 @@ mod tests {
             .resource("Topic", format!("t{}", i % 3))
             .operation("Write")
             .client_address("127.0.0.1:5000")
-            .granted(i % 5 != 0)
+            .granted(!i.is_multiple_of(5))
             .time(Timestamp::from_unix_micros(
                 1_700_000_000_000_000 + i as i64 * 1000,
             ))

@@ -609,16 +609,16 @@ fn scan(
                         "not sealed although another segment follows",
                     ));
                 }
-                if let Some((entry, cp_name)) = expected_sealed.get(sealed_idx) {
-                    if entry.file == *name {
-                        return Err(seg_err(
-                            name,
-                            next,
-                            format!(
-                                "checkpoint {cp_name} lists it as sealed but its trailer is missing"
-                            ),
-                        ));
-                    }
+                if let Some((entry, cp_name)) = expected_sealed.get(sealed_idx)
+                    && entry.file == *name
+                {
+                    return Err(seg_err(
+                        name,
+                        next,
+                        format!(
+                            "checkpoint {cp_name} lists it as sealed but its trailer is missing"
+                        ),
+                    ));
                 }
             }
             last_sealed = sealed;
@@ -1131,19 +1131,19 @@ mod tests {
     fn event(i: u64) -> AuditEvent {
         AuditEvent::builder(EventType::Acl)
             .service("admin")
-            .method(if i % 2 == 0 {
+            .method(if i.is_multiple_of(2) {
                 "kafka.CreateAcls"
             } else {
                 "kafka.DeleteAcls"
             })
-            .principal(if i % 3 == 0 {
+            .principal(if i.is_multiple_of(3) {
                 "=HYPERLINK(\"x\")".to_owned()
             } else {
                 format!("User:u{i}")
             })
             .resource("Topic", format!("t{}", i % 4))
             .operation("Alter")
-            .granted(i % 5 != 0)
+            .granted(!i.is_multiple_of(5))
             .time(Timestamp::from_unix_micros(1_000_000_000 * i as i64))
             .build()
             .unwrap()

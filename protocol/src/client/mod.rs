@@ -50,7 +50,9 @@ use kafka_protocol::protocol::{Message, Request, StrBytes, VersionRange};
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
-pub use connection::{API_VERSIONS_FIRST_TRY, Connection, ConnectionConfig, RawResponse, Transport};
+pub use connection::{
+    API_VERSIONS_FIRST_TRY, Connection, ConnectionConfig, RawResponse, Transport,
+};
 pub use errors::{broker_code, broker_error, check, error_code_from_i16, is_io, is_retriable_code};
 pub use group::{
     CommittedOffset, GroupAssignment, GroupMember, GroupMemberConfig, JoinGroupOptions,
@@ -406,10 +408,10 @@ impl Client {
             if let Some(g) = group {
                 lock(&self.inner.coordinators).remove(g);
             }
-            if broker_code(&err).is_some() {
-                if let Err(e) = self.fetch_metadata(Some(topics)).await {
-                    debug!(what, error = %e, "metadata refresh failed");
-                }
+            if broker_code(&err).is_some()
+                && let Err(e) = self.fetch_metadata(Some(topics)).await
+            {
+                debug!(what, error = %e, "metadata refresh failed");
             }
         }
     }

@@ -92,7 +92,11 @@ impl BatchBuilder {
             .compression(header.compression()?)
             .base_offset(header.base_offset)
             .partition_leader_epoch(header.partition_leader_epoch)
-            .producer(header.producer_id, header.producer_epoch, header.base_sequence)
+            .producer(
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence,
+            )
             .transactional(header.is_transactional())
             .control(header.is_control())
             .timestamp_type(header.timestamp_type());
@@ -105,7 +109,11 @@ impl BatchBuilder {
     }
 
     /// Appends a decoded record keeping its offset delta (compacted batches have gaps).
-    pub fn push_same_offset(&mut self, record: &Record, timestamp: i64) -> Result<(), ProtocolError> {
+    pub fn push_same_offset(
+        &mut self,
+        record: &Record,
+        timestamp: i64,
+    ) -> Result<(), ProtocolError> {
         let count = self.count;
         self.count = record.offset_delta;
         let pushed = self.push(

@@ -637,12 +637,12 @@ impl State {
                         "Invalid id {id}"
                     )));
                 }
-                if let Some(e) = self.schemas.get(&id) {
-                    if e.fingerprint != fp {
-                        return Err(RegistryError::OperationNotPermitted(format!(
-                            "Overwrite new schema with id {id} is not permitted."
-                        )));
-                    }
+                if let Some(e) = self.schemas.get(&id)
+                    && e.fingerprint != fp
+                {
+                    return Err(RegistryError::OperationNotPermitted(format!(
+                        "Overwrite new schema with id {id} is not permitted."
+                    )));
                 }
                 id
             }
@@ -903,10 +903,10 @@ impl SchemaStore for MemoryStore {
         );
         let nfp = parsed.fingerprint(true);
         for v in s.versions.iter().rev().filter(|v| deleted || !v.deleted) {
-            if let Some(e) = st.schemas.get(&v.id) {
-                if e.fingerprint == fp || (normalize && e.normalized_fingerprint == nfp) {
-                    return st.subject_version(subject, *v);
-                }
+            if let Some(e) = st.schemas.get(&v.id)
+                && (e.fingerprint == fp || (normalize && e.normalized_fingerprint == nfp))
+            {
+                return st.subject_version(subject, *v);
             }
         }
         Err(RegistryError::SchemaNotFound("Schema not found".into()))

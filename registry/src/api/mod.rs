@@ -419,10 +419,10 @@ async fn by_id(
     let found = s.schema_by_id(id).await?;
     let mut v = serde_json::to_value(&found)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, 50001, e.to_string()))?;
-    if flag(&q, "fetchMaxId") {
-        if let Some(o) = v.as_object_mut() {
-            o.insert("maxId".into(), json!(s.max_id().await?));
-        }
+    if flag(&q, "fetchMaxId")
+        && let Some(o) = v.as_object_mut()
+    {
+        o.insert("maxId".into(), json!(s.max_id().await?));
     }
     ok(&v)
 }

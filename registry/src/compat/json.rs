@@ -326,18 +326,18 @@ fn shape(v: &Value) -> Shape<'_> {
         }
         return Shape::Combined(Comb::All, subs);
     }
-    if let Some(Value::Array(types)) = o.get("type") {
-        if types.len() > 1 {
-            let subs = types
-                .iter()
-                .map(|t| {
-                    let mut m = o.clone();
-                    m.insert("type".into(), t.clone());
-                    Cow::Owned(Value::Object(m))
-                })
-                .collect();
-            return Shape::Combined(Comb::Any, subs);
-        }
+    if let Some(Value::Array(types)) = o.get("type")
+        && types.len() > 1
+    {
+        let subs = types
+            .iter()
+            .map(|t| {
+                let mut m = o.clone();
+                m.insert("type".into(), t.clone());
+                Cow::Owned(Value::Object(m))
+            })
+            .collect();
+        return Shape::Combined(Comb::Any, subs);
     }
     Shape::Simple
 }

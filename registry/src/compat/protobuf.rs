@@ -150,10 +150,10 @@ impl Diff {
                 (Some(of), None) => {
                     if of.cardinality() == Cardinality::Required {
                         self.push("REQUIRED_FIELD_REMOVED", fpath);
-                    } else if let Some(oneof) = real_oneof(&of) {
-                        if has_oneof(u, &oneof) {
-                            self.push("ONEOF_FIELD_REMOVED", fpath);
-                        }
+                    } else if let Some(oneof) = real_oneof(&of)
+                        && has_oneof(u, &oneof)
+                    {
+                        self.push("ONEOF_FIELD_REMOVED", fpath);
                     }
                 }
                 (None, Some(uf)) => {
@@ -212,12 +212,11 @@ impl Diff {
                 return;
             }
             Class::Message => {
-                if let (Kind::Message(om), Kind::Message(um)) = (of.kind(), uf.kind()) {
-                    if om.full_name() != um.full_name()
-                        && short(om.full_name()) != short(um.full_name())
-                    {
-                        self.push("FIELD_NAMED_TYPE_CHANGED", path.clone());
-                    }
+                if let (Kind::Message(om), Kind::Message(um)) = (of.kind(), uf.kind())
+                    && om.full_name() != um.full_name()
+                    && short(om.full_name()) != short(um.full_name())
+                {
+                    self.push("FIELD_NAMED_TYPE_CHANGED", path.clone());
                 }
             }
             Class::Scalar => {
@@ -226,12 +225,11 @@ impl Diff {
                     self.push("FIELD_SCALAR_KIND_CHANGED", path);
                     return;
                 }
-                if let (Kind::Enum(oe), Kind::Enum(ue)) = (&ok, &uk) {
-                    if oe.full_name() != ue.full_name()
-                        && short(oe.full_name()) != short(ue.full_name())
-                    {
-                        self.push("FIELD_NAMED_TYPE_CHANGED", path.clone());
-                    }
+                if let (Kind::Enum(oe), Kind::Enum(ue)) = (&ok, &uk)
+                    && oe.full_name() != ue.full_name()
+                    && short(oe.full_name()) != short(ue.full_name())
+                {
+                    self.push("FIELD_NAMED_TYPE_CHANGED", path.clone());
                 }
             }
         }

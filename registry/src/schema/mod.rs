@@ -146,16 +146,16 @@ pub fn resolve_references(
             }
             if self.done.contains(&key) {
                 // Same subject-version under another name still needs to be visible by this name.
-                if !self.out.iter().any(|d| d.reference.name == r.name) {
-                    if let Some(d) = self.out.iter().find(|d| {
+                if !self.out.iter().any(|d| d.reference.name == r.name)
+                    && let Some(d) = self.out.iter().find(|d| {
                         d.reference.subject == r.subject && d.reference.version == r.version
-                    }) {
-                        let schema = d.schema.clone();
-                        self.out.push(Dependency {
-                            reference: r.clone(),
-                            schema,
-                        });
-                    }
+                    })
+                {
+                    let schema = d.schema.clone();
+                    self.out.push(Dependency {
+                        reference: r.clone(),
+                        schema,
+                    });
                 }
                 return Ok(());
             }

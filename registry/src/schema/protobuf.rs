@@ -312,10 +312,10 @@ fn print_field(
             opts.push(format!("packed = {p}"));
         }
     }
-    if let Some(j) = &f.json_name {
-        if *j != lower_camel(f.name()) {
-            opts.push(format!("json_name = {}", quote(j)));
-        }
+    if let Some(j) = &f.json_name
+        && *j != lower_camel(f.name())
+    {
+        opts.push(format!("json_name = {}", quote(j)));
     }
     opts.sort();
     let opts = if opts.is_empty() {
