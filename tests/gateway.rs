@@ -533,3 +533,72 @@ fn security_decisions_land_in_the_audit_trail() {
         String::from_utf8_lossy(&verify.stderr)
     );
 }
+
+#[test]
+fn sessions_expire_and_librdkafka_reauthenticates() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(&config, "[gateway]\nsession_lifetime_ms = 2000\n").unwrap();
+    let b = Broker::start_with(BrokerOptions {
+        serve: true,
+        extra_args: vec!["--config".into(), config.display().to_string()],
+        ..Default::default()
+    });
+    let topic = unique("reauth");
+    create_topic_as(&admin_cfg(&b), &topic, 1).unwrap();
+    // librdkafka re-authenticates before the session ends (KIP-368): produce across 3 lifetimes.
+    let p = make_producer(admin_cfg(&b));
+    for _ in 0..6 {
+        produce(&p, &topic, 1).expect("produce across re-authentications");
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    // A client that does not re-authenticate is disconnected on its first request after expiry.
+    runtime().block_on(async {
+        let conn = kafka_conn(&b, "admin", ADMIN_PASSWORD).await;
+        conn.send(MetadataRequest::default().with_topics(Some(Vec::new())), None)
+            .await
+            .expect("within the session");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let after = conn
+            .send(MetadataRequest::default().with_topics(Some(Vec::new())), None)
+            .await;
+        assert!(after.is_err(), "the expired session must be closed");
+    });
+}
+
+#[test]
+fn deleting_a_user_closes_their_sessions() {
+    use gatehouse_protocol::messages::alter_user_scram_credentials_request::ScramCredentialDeletion;
+    let b = serve();
+    add_user(&b, "carol", "carol-pw");
+    runtime().block_on(async {
+        let carol = kafka_conn(&b, "carol", "carol-pw").await;
+        carol
+            .send(MetadataRequest::default().with_topics(Some(Vec::new())), None)
+            .await
+            .expect("carol is signed in");
+        let admin = kafka_conn(&b, "admin", ADMIN_PASSWORD).await;
+        let deletions = [1i8, 2]
+            .into_iter()
+            .map(|m| {
+                ScramCredentialDeletion::default()
+                    .with_name(StrBytes::from_static_str("carol"))
+                    .with_mechanism(m)
+            })
+            .collect();
+        let r = admin
+            .send(
+                AlterUserScramCredentialsRequest::default().with_deletions(deletions),
+                None,
+            )
+            .await
+            .expect("delete carol");
+        assert!(r.results.iter().all(|x| x.error_code == 0), "{:?}", r.results);
+        // Her open connection is closed at once, before she sends anything.
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while !carol.is_closed() && std::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(carol.is_closed(), "the deleted user's session was not closed");
+    });
+}
