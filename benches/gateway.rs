@@ -109,6 +109,20 @@ fn main() {
             r.produce_mbps / d
         );
     }
+    let guard = data_guard(&b, &plain, mib);
+    let base = guard.first().map_or(1.0, |r| r.produce_mbps);
+    let base_c = guard.first().map_or(1.0, |r| r.consume_mbps);
+    println!("\ndata guard (1 KiB Avro, through the gateway, plaintext SASL):");
+    for r in &guard {
+        println!(
+            "  {:<16} produce {:>7.1} MB/s ({:.2}x) | consume {:>7.1} MB/s ({:.2}x)",
+            r.label,
+            r.produce_mbps,
+            r.produce_mbps / base,
+            r.consume_mbps,
+            r.consume_mbps / base_c
+        );
+    }
     // Latency at half of the direct 1 KiB peak, acks=1.
     let peak = rows
         .iter()
@@ -252,14 +266,137 @@ fn create_topic(b: &Broker, name: &str) {
     common::wait_topic_visible(&b.bootstrap(), name, PARTITIONS);
 }
 
-fn run(label: &'static str, mut cfg: ClientConfig, b: &Broker, size: usize, mib: usize) -> Row {
+fn run(label: &'static str, cfg: ClientConfig, b: &Broker, size: usize, mib: usize) -> Row {
     let topic = common::unique(&format!("bench-{label}-{}k", size / 1024));
     create_topic(b, &topic);
-    let count = mib * (1 << 20) / size;
-    let bytes = (count * size) as f64;
     let payload: Vec<u8> = (0..size as u32)
         .map(|i| (i.wrapping_mul(2_246_822_519) >> 23) as u8)
         .collect();
+    run_on(label, cfg, &topic, payload, mib)
+}
+
+/// Creates `topic` through the gateway (so governance configs apply) as admin.
+fn create_governed_topic(b: &Broker, topic: &str, configs: &[(&str, &str)]) {
+    use gatehouse_protocol::messages::CreateTopicsRequest;
+    use gatehouse_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    runtime().block_on(async {
+        let conn = admin_conn(b).await;
+        let t = CreatableTopic::default()
+            .with_name(gatehouse_protocol::messages::TopicName(StrBytes::from_string(
+                topic.to_string(),
+            )))
+            .with_num_partitions(PARTITIONS)
+            .with_replication_factor(1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            );
+        let r = conn
+            .send(CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(30_000), None)
+            .await
+            .expect("CreateTopics");
+        assert!(r.topics.iter().all(|t| t.error_code == 0), "{:?}", r.topics);
+    });
+    common::wait_topic_visible(&b.bootstrap(), topic, PARTITIONS);
+}
+
+async fn admin_conn(b: &Broker) -> Connection {
+    Connection::connect(
+        b.gateway_plain().as_str(),
+        ConnectionConfig {
+            sasl: Some(SaslCredentials::new(
+                SaslMechanism::ScramSha512,
+                "admin",
+                ADMIN_PASSWORD,
+            )),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("admin connection")
+}
+
+/// Registers an Avro schema `{data: bytes}` under `subject` (HTTPS, admin); returns its id.
+fn register_blob_schema(b: &Broker, subject: &str) -> i32 {
+    use std::io::{Read, Write};
+    let schema = r#"{"type":"record","name":"Blob","namespace":"bench","fields":[{"name":"data","type":"bytes"}]}"#;
+    let body = serde_json::json!({ "schema": schema }).to_string();
+    let config = gatehouse_gateway::tls::client_config(&b.ca_pem(), None).expect("tls config");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let conn = rustls::ClientConnection::new(config, name).expect("tls client");
+    let tcp = std::net::TcpStream::connect(b.registry_addr()).expect("registry");
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"));
+    write!(
+        s,
+        "POST /subjects/{subject}/versions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Authorization: Basic {auth}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    let json = &text[text.find('{').expect("json")..=text.rfind('}').expect("json")];
+    let v: serde_json::Value = serde_json::from_str(json).expect("json");
+    v["id"].as_i64().expect("id") as i32
+}
+
+/// A 1 KiB Confluent-framed Avro record `{data: bytes}` for schema `id`.
+fn blob_record(id: i32, size: usize) -> Vec<u8> {
+    let data_len = size - 5 - 2;
+    let mut v = vec![0u8];
+    v.extend_from_slice(&id.to_be_bytes());
+    // Avro bytes: zigzag varint length, then the bytes.
+    let mut n = (data_len as u64) << 1;
+    while n >= 0x80 {
+        v.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    v.push(n as u8);
+    v.extend((0..data_len).map(|i| (i % 251) as u8));
+    v
+}
+
+/// The data guard's cost: the same 1 KiB Avro records through the gateway (plaintext SASL)
+/// to topics with no policy, schema-id validation, full validation, and full validation with
+/// encryption.
+fn data_guard(b: &Broker, cfg: &dyn Fn() -> ClientConfig, mib: usize) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let modes: [(&'static str, &[(&str, &str)]); 4] = [
+        ("guard-none", &[]),
+        ("guard-schema-id", &[("confluent.value.schema.validation", "true")]),
+        ("guard-full", &[("gatehouse.value.schema.validation", "full")]),
+        (
+            "guard-full+enc",
+            &[
+                ("gatehouse.value.schema.validation", "full"),
+                ("gatehouse.encryption", "true"),
+            ],
+        ),
+    ];
+    for (label, configs) in modes {
+        let topic = common::unique(&format!("bench-{label}"));
+        create_governed_topic(b, &topic, configs);
+        let id = register_blob_schema(b, &format!("{topic}-value"));
+        rows.push(run_on(label, cfg(), &topic, blob_record(id, 1024), mib));
+    }
+    rows
+}
+
+fn run_on(label: &'static str, mut cfg: ClientConfig, topic: &str, payload: Vec<u8>, mib: usize) -> Row {
+    let topic = topic.to_string();
+    let size = payload.len();
+    let count = mib * (1 << 20) / size;
+    let bytes = (count * size) as f64;
     let counting = Arc::new(Counting {
         ok: AtomicU64::new(0),
         failed: AtomicU64::new(0),
