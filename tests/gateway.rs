@@ -510,6 +510,8 @@ fn security_decisions_land_in_the_audit_trail() {
     drop(p);
     let p = make_producer(admin_cfg(&b));
     let _ = produce(&p, "_schemas", 1);
+    let audited_topic = unique("audited");
+    create_topic_as(&admin_cfg(&b), &audited_topic, 1).unwrap();
     // Stop the server cleanly (SIGTERM) so the trail is sealed, then query it offline.
     b.terminate();
     let bin = gatehouse_bin();
@@ -523,6 +525,12 @@ fn security_decisions_land_in_the_audit_trail() {
     assert!(text.contains("io.gatehouse.authentication"), "{text}");
     assert!(text.contains("\"granted\":false") || text.contains("\"granted\": false"), "{text}");
     assert!(text.contains("_schemas"), "the denied internal-topic write is recorded: {text}");
+    assert!(
+        text.lines().any(|l| l.contains("io.gatehouse.topic")
+            && l.contains(&audited_topic)
+            && l.contains("kafka.CreateTopics")),
+        "the granted topic creation is recorded: {text}"
+    );
     let verify = Command::new(&bin)
         .args(["audit", "verify", audit.to_str().unwrap()])
         .output()

@@ -1285,3 +1285,61 @@ fn delete_topics(req: &Request<'_>, access: &mut Access) -> Result<Route, Protoc
         |resp: &mut DeleteTopicsResponse, denied| resp.responses.extend(denied),
     )
 }
+
+/// The resources an administrative request acts on, for the audit trail (granted ones are
+/// recorded too: topic creation and deletion, config changes, record and group deletion).
+/// Empty for every other API.
+pub(crate) fn admin_resources(req: &Request<'_>) -> Vec<(ResourceType, String, Operation)> {
+    let Ok(key) = ApiKey::try_from(req.api_key) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    match key {
+        ApiKey::CreateTopics => {
+            if let Ok(r) = req.decode::<CreateTopicsRequest>() {
+                out.extend(r.topics.iter().map(|t| (ResourceType::Topic, t.name.to_string(), Operation::Create)));
+            }
+        }
+        ApiKey::DeleteTopics => {
+            if let Ok(r) = req.decode::<DeleteTopicsRequest>() {
+                out.extend(r.topic_names.iter().map(|n| (ResourceType::Topic, n.to_string(), Operation::Delete)));
+                out.extend(r.topics.iter().filter_map(|t| {
+                    t.name.as_ref().map(|n| (ResourceType::Topic, n.to_string(), Operation::Delete))
+                }));
+            }
+        }
+        ApiKey::CreatePartitions => {
+            if let Ok(r) = req.decode::<CreatePartitionsRequest>() {
+                out.extend(r.topics.iter().map(|t| (ResourceType::Topic, t.name.to_string(), Operation::Alter)));
+            }
+        }
+        ApiKey::DeleteRecords => {
+            if let Ok(r) = req.decode::<DeleteRecordsRequest>() {
+                out.extend(r.topics.iter().map(|t| (ResourceType::Topic, t.name.to_string(), Operation::Delete)));
+            }
+        }
+        ApiKey::DeleteGroups => {
+            if let Ok(r) = req.decode::<DeleteGroupsRequest>() {
+                out.extend(r.groups_names.iter().map(|g| (ResourceType::Group, g.to_string(), Operation::Delete)));
+            }
+        }
+        ApiKey::AlterConfigs => {
+            if let Ok(r) = req.decode::<AlterConfigsRequest>() {
+                out.extend(r.resources.iter().filter_map(|x| {
+                    config_resource(x.resource_type, &x.resource_name)
+                        .map(|(rt, name, _)| (rt, name, Operation::AlterConfigs))
+                }));
+            }
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            if let Ok(r) = req.decode::<IncrementalAlterConfigsRequest>() {
+                out.extend(r.resources.iter().filter_map(|x| {
+                    config_resource(x.resource_type, &x.resource_name)
+                        .map(|(rt, name, _)| (rt, name, Operation::AlterConfigs))
+                }));
+            }
+        }
+        _ => {}
+    }
+    out
+}

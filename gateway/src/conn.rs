@@ -386,6 +386,15 @@ impl State {
         for r in &rejections {
             audit.push(self.rejection_event(&principal, &h, r));
         }
+        // Administrative changes are recorded when granted too (what was done, by whom).
+        for (rt, name, op) in authz::admin_resources(&req) {
+            let denied = denials
+                .iter()
+                .any(|d| d.resource_type == rt && d.name == name && d.operation == op);
+            if !denied {
+                audit.push(self.granted_event(&principal, &mechanism, &h, rt, &name, op));
+            }
+        }
         if !denials.is_empty() {
             self.gw.metrics.denied(denials.len());
         }
@@ -517,6 +526,40 @@ impl State {
                 }))]
             }
         }
+    }
+
+    fn granted_event(
+        &self,
+        principal: &Principal,
+        mechanism: &str,
+        h: &RequestHeaderPeek,
+        rt: gatehouse_policy::ResourceType,
+        name: &str,
+        op: gatehouse_policy::Operation,
+    ) -> AuditEvent {
+        let event_type = if rt == gatehouse_policy::ResourceType::Topic {
+            EventType::Topic
+        } else {
+            EventType::Authorization
+        };
+        let mut b = AuditEvent::builder(event_type)
+            .service(crate::AUDIT_SERVICE)
+            .method(format!("kafka.{}", api_name(h.api_key)))
+            .principal(principal.to_string())
+            .auth_mechanism(format!(
+                "{}/{mechanism}",
+                self.info.listener.security_protocol()
+            ))
+            .resource(format!("{rt:?}"), name.to_string())
+            .operation(format!("{op:?}"))
+            .client_address(self.info.peer.to_string())
+            .correlation_id(h.correlation_id.to_string())
+            .granted(true)
+            .attribute("apiVersion", h.api_version.to_string());
+        if let Some(c) = &self.client_id {
+            b = b.client_id(c.clone());
+        }
+        self.gw.finish_event(b)
     }
 
     fn rejection_event(
