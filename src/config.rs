@@ -60,6 +60,8 @@ pub struct GatewayTuning {
     pub max_request_bytes: usize,
     /// How long SIGTERM waits for in-flight requests.
     pub drain_timeout_ms: u64,
+    /// Listeners expect a PROXY protocol v2 header from a load balancer.
+    pub proxy_protocol: bool,
     /// SASL mechanism for the gateway's own connections to an external upstream
     /// (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`; empty = none). The password comes from
     /// `GATEHOUSE_UPSTREAM_PASSWORD`, never from a file.

@@ -414,6 +414,7 @@ pub async fn start_gateway(
         max_frame_size: g.max_request_bytes,
         max_connections: g.max_connections,
         tls_handshake_timeout: Duration::from_secs(10),
+        proxy_protocol: g.proxy_protocol,
     };
     let Policy {
         tls,

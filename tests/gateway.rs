@@ -610,3 +610,69 @@ fn deleting_a_user_closes_their_sessions() {
         assert!(carol.is_closed(), "the deleted user's session was not closed");
     });
 }
+
+#[test]
+fn proxy_protocol_carries_the_real_client_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(&config, "[gateway]\nproxy_protocol = true\n").unwrap();
+    let mut b = Broker::start_with(BrokerOptions {
+        serve: true,
+        extra_args: vec!["--config".into(), config.display().to_string()],
+        ..Default::default()
+    });
+    let client: std::net::SocketAddr = "203.0.113.7:51000".parse().unwrap();
+    runtime().block_on(async {
+        // Through a "load balancer": the header first, then Kafka.
+        let mut tcp = tokio::net::TcpStream::connect(b.gateway_plain_addr()).await.unwrap();
+        let header = gatehouse_gateway::proxy::encode_header(client, b.gateway_plain_addr());
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, &header).await.unwrap();
+        let conn = Connection::from_stream(
+            tcp,
+            "gateway via proxy",
+            ConnectionConfig {
+                sasl: Some(SaslCredentials::new(
+                    SaslMechanism::ScramSha256,
+                    "admin",
+                    ADMIN_PASSWORD,
+                )),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("signed in through the proxy header");
+        conn.send(MetadataRequest::default().with_topics(Some(Vec::new())), None)
+            .await
+            .expect("metadata");
+        // Without the header the connection is refused.
+        let direct = kafka_conn_result(&b).await;
+        assert!(direct.is_err(), "a connection without a PROXY header must be refused");
+    });
+    b.terminate();
+    let out = Command::new(gatehouse_bin())
+        .args(["audit", "query", b.data_dir().join("audit").to_str().unwrap()])
+        .output()
+        .expect("audit query");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.contains("kafka.Authenticate") && l.contains("203.0.113.7:51000")),
+        "the authentication event carries the client's address: {text}"
+    );
+}
+
+async fn kafka_conn_result(b: &Broker) -> Result<Connection, gatehouse_protocol::ProtocolError> {
+    Connection::connect(
+        b.gateway_plain().as_str(),
+        ConnectionConfig {
+            sasl: Some(SaslCredentials::new(
+                SaslMechanism::ScramSha256,
+                "admin",
+                ADMIN_PASSWORD,
+            )),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            ..Default::default()
+        },
+    )
+    .await
+}

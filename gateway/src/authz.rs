@@ -1297,30 +1297,52 @@ pub(crate) fn admin_resources(req: &Request<'_>) -> Vec<(ResourceType, String, O
     match key {
         ApiKey::CreateTopics => {
             if let Ok(r) = req.decode::<CreateTopicsRequest>() {
-                out.extend(r.topics.iter().map(|t| (ResourceType::Topic, t.name.to_string(), Operation::Create)));
+                out.extend(
+                    r.topics
+                        .iter()
+                        .map(|t| (ResourceType::Topic, t.name.to_string(), Operation::Create)),
+                );
             }
         }
         ApiKey::DeleteTopics => {
             if let Ok(r) = req.decode::<DeleteTopicsRequest>() {
-                out.extend(r.topic_names.iter().map(|n| (ResourceType::Topic, n.to_string(), Operation::Delete)));
+                out.extend(
+                    r.topic_names
+                        .iter()
+                        .map(|n| (ResourceType::Topic, n.to_string(), Operation::Delete)),
+                );
                 out.extend(r.topics.iter().filter_map(|t| {
-                    t.name.as_ref().map(|n| (ResourceType::Topic, n.to_string(), Operation::Delete))
+                    t.name
+                        .as_ref()
+                        .map(|n| (ResourceType::Topic, n.to_string(), Operation::Delete))
                 }));
             }
         }
         ApiKey::CreatePartitions => {
             if let Ok(r) = req.decode::<CreatePartitionsRequest>() {
-                out.extend(r.topics.iter().map(|t| (ResourceType::Topic, t.name.to_string(), Operation::Alter)));
+                out.extend(
+                    r.topics
+                        .iter()
+                        .map(|t| (ResourceType::Topic, t.name.to_string(), Operation::Alter)),
+                );
             }
         }
         ApiKey::DeleteRecords => {
             if let Ok(r) = req.decode::<DeleteRecordsRequest>() {
-                out.extend(r.topics.iter().map(|t| (ResourceType::Topic, t.name.to_string(), Operation::Delete)));
+                out.extend(
+                    r.topics
+                        .iter()
+                        .map(|t| (ResourceType::Topic, t.name.to_string(), Operation::Delete)),
+                );
             }
         }
         ApiKey::DeleteGroups => {
             if let Ok(r) = req.decode::<DeleteGroupsRequest>() {
-                out.extend(r.groups_names.iter().map(|g| (ResourceType::Group, g.to_string(), Operation::Delete)));
+                out.extend(
+                    r.groups_names
+                        .iter()
+                        .map(|g| (ResourceType::Group, g.to_string(), Operation::Delete)),
+                );
             }
         }
         ApiKey::AlterConfigs => {

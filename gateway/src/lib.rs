@@ -22,6 +22,7 @@ pub mod governance;
 mod guard;
 mod metrics;
 pub mod pan;
+pub mod proxy;
 pub mod rewrite;
 pub mod tls;
 mod topics;
@@ -70,6 +71,9 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// How long a TLS handshake may take.
     pub tls_handshake_timeout: Duration,
+    /// Listeners expect a PROXY protocol v2 header (behind a load balancer): the client
+    /// address it carries is the one authorized and audited. Connections without it are refused.
+    pub proxy_protocol: bool,
 }
 
 impl Default for GatewayConfig {
@@ -83,6 +87,7 @@ impl Default for GatewayConfig {
             max_frame_size: 100 * 1024 * 1024,
             max_connections: 10_000,
             tls_handshake_timeout: Duration::from_secs(10),
+            proxy_protocol: false,
         }
     }
 }
@@ -429,8 +434,29 @@ impl Acceptor {
         }
     }
 
-    async fn connection(&self, stream: TcpStream, peer: SocketAddr) {
+    async fn connection(&self, mut stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        let mut peer = peer;
+        if self.inner.config.proxy_protocol {
+            let header = tokio::time::timeout(
+                self.inner.config.tls_handshake_timeout,
+                proxy::read_header(&mut stream),
+            )
+            .await;
+            match header {
+                Ok(Ok(Some(client))) => peer = client,
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    self.inner.metrics.refused("proxy_header");
+                    info!(%peer, error = %e, "Refusing a connection without a valid PROXY header.");
+                    return;
+                }
+                Err(_) => {
+                    self.inner.metrics.refused("proxy_header_timeout");
+                    return;
+                }
+            }
+        }
         let shutdown = self.shutdown.clone();
         let Some(tls) = &self.tls else {
             let info = conn::ConnInfo {
