@@ -376,7 +376,7 @@ fn data_guard(b: &Broker, cfg: &dyn Fn() -> ClientConfig, mib: usize) -> Vec<Row
         ("guard-schema-id", &[("confluent.value.schema.validation", "true")]),
         ("guard-full", &[("gatehouse.value.schema.validation", "full")]),
         (
-            "guard-full+enc",
+            "guard-full-enc",
             &[
                 ("gatehouse.value.schema.validation", "full"),
                 ("gatehouse.encryption", "true"),

@@ -29,7 +29,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use gatehouse_compliance::{AuditEvent, Envelope, EventType, Kek, KekState, Outcome, VaultError};
+use gatehouse_compliance::vault::{Kek, KekState};
+use gatehouse_compliance::{AuditEvent, Envelope, EventType, Outcome, VaultError};
 use gatehouse_gateway::Gateway;
 use gatehouse_policy::acl::CLUSTER_NAME;
 use gatehouse_policy::{AuthError, Authenticator, Authorizer, Operation, Principal, ResourceType};
@@ -213,7 +214,12 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 /// The Prometheus text exposition of everything this node counts.
 fn render_metrics(s: &AdminState) -> String {
     let mut out = String::new();
-    family(&mut out, "gatehouse_up", "gauge", "1 while the process serves.");
+    family(
+        &mut out,
+        "gatehouse_up",
+        "gauge",
+        "1 while the process serves.",
+    );
     out.push_str("gatehouse_up 1\n");
     let snapshot = lock_slot(&s.gateway).as_ref().map(Gateway::metrics);
     if let Some(m) = snapshot {
@@ -248,12 +254,22 @@ fn render_metrics(s: &AdminState) -> String {
             let _ = writeln!(out, "{name} {v}");
         }
         let name = "gatehouse_gateway_refusals_total";
-        family(&mut out, name, "counter", "Connections or requests refused, by reason.");
+        family(
+            &mut out,
+            name,
+            "counter",
+            "Connections or requests refused, by reason.",
+        );
         for (reason, v) in &m.refused {
             let _ = writeln!(out, "{name}{{reason=\"{}\"}} {v}", label(reason));
         }
         let name = "gatehouse_gateway_rejected_records_total";
-        family(&mut out, name, "counter", "Records rejected by a topic's data policy, by topic.");
+        family(
+            &mut out,
+            name,
+            "counter",
+            "Records rejected by a topic's data policy, by topic.",
+        );
         for (topic, v) in &m.rejected_records {
             let _ = writeln!(out, "{name}{{topic=\"{}\"}} {v}", label(topic));
         }
@@ -266,7 +282,12 @@ fn render_metrics(s: &AdminState) -> String {
             *states.entry(state_name(k.state)).or_default() += 1;
         }
         let name = "gatehouse_keys";
-        family(&mut out, name, "gauge", "Key-encryption keys known to this node, by state.");
+        family(
+            &mut out,
+            name,
+            "gauge",
+            "Key-encryption keys known to this node, by state.",
+        );
         for (state, v) in states {
             let _ = writeln!(out, "{name}{{state=\"{state}\"}} {v}");
         }
@@ -378,6 +399,8 @@ async fn guard<'a>(
         ));
     };
     let ip = peer.ip();
+    // `POST /v1/keys` names the key in the body, read after the checks.
+    let key = if key.is_empty() { "(unnamed)" } else { key };
     let auth_refused = |user: Option<&str>, reason: &str| {
         AuditEvent::builder(EventType::Authentication)
             .service(AUDIT_SERVICE)
@@ -399,8 +422,9 @@ async fn guard<'a>(
     let credentials = match basic_credentials(headers) {
         Ok(c) => c,
         Err(reason) => {
-            if let Ok(e) = auth_refused(None, reason) {
-                record_refusal(api, e).await;
+            match auth_refused(None, reason) {
+                Ok(e) => record_refusal(api, e).await,
+                Err(e) => tracing::error!(error = %e, "cannot build the audit event"),
             }
             return Err(unauthorized(&format!("Unauthorized: {reason}")));
         }
@@ -409,8 +433,9 @@ async fn guard<'a>(
     let principal = match api.authenticator.verify_plain(&user, &password, ip).await {
         Ok(p) => p,
         Err(e) => {
-            if let Ok(ev) = auth_refused(Some(&user), &e.to_string()) {
-                record_refusal(api, ev).await;
+            match auth_refused(Some(&user), &e.to_string()) {
+                Ok(ev) => record_refusal(api, ev).await,
+                Err(err) => tracing::error!(error = %err, "cannot build the audit event"),
             }
             let message = match &e {
                 AuthError::InvalidCredentials { .. } => {
@@ -443,8 +468,9 @@ async fn guard<'a>(
             .attribute("httpStatus", "403")
             .attribute("kekName", key.to_string())
             .build();
-        if let Ok(e) = event {
-            record_refusal(api, e).await;
+        match event {
+            Ok(e) => record_refusal(api, e).await,
+            Err(e) => tracing::error!(error = %e, "cannot build the audit event"),
         }
         return Err(error(
             StatusCode::FORBIDDEN,
@@ -515,7 +541,7 @@ async fn audited_change(
         .method(format!("key.{}", operation.to_ascii_lowercase()))
         .principal(caller.principal.to_string())
         .auth_mechanism(MECHANISM_BASIC)
-        .resource("Kek", name.to_string())
+        .resource("Kek", if name.is_empty() { "(unnamed)" } else { name })
         .operation(operation.to_string())
         .granted(true)
         .outcome(outcome)
@@ -618,11 +644,11 @@ async fn list_keys(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let (api, _caller) =
-        match guard(&s, &headers, peer, Operation::Describe, "key.list", "*").await {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
+    let (api, _caller) = match guard(&s, &headers, peer, Operation::Describe, "key.list", "*").await
+    {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
     sync(api).await;
     let keys: Vec<Value> = api.envelope.store().keks().iter().map(kek_json).collect();
     Json(json!({ "keys": keys })).into_response()
@@ -641,7 +667,11 @@ async fn key_status(
         };
     sync(api).await;
     let Some(kek) = find_kek(api, &name) else {
-        return error(StatusCode::NOT_FOUND, 40401, format!("No key named {name:?}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            40401,
+            format!("No key named {name:?}"),
+        );
     };
     let mut v = kek_json(&kek);
     let previous: Vec<Value> = api
@@ -657,24 +687,24 @@ async fn key_status(
 }
 
 /// The JSON body of a change request (`{}` when empty).
-fn body_json(body: &Bytes) -> Result<Value, Response> {
+fn body_json(body: &Bytes) -> Result<Value, Box<Response>> {
     if body.len() > MAX_BODY {
-        return Err(fail(
+        return Err(Box::new(fail(
             StatusCode::PAYLOAD_TOO_LARGE,
             41301,
             "The request body is too large",
-        ));
+        )));
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(v) if v.is_object() => Ok(v),
-        _ => Err(fail(
+        _ => Err(Box::new(fail(
             StatusCode::BAD_REQUEST,
             40001,
             "The request body is not a JSON object",
-        )),
+        ))),
     }
 }
 
@@ -709,8 +739,7 @@ async fn change(
     let op = what.operation();
     let method = format!("key.{}", op.to_ascii_lowercase());
     let label = name.clone().unwrap_or_default();
-    let (api, caller) = match guard(&s, &headers, peer, Operation::Alter, &method, &label).await
-    {
+    let (api, caller) = match guard(&s, &headers, peer, Operation::Alter, &method, &label).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -718,7 +747,7 @@ async fn change(
         Ok(v) => v,
         Err(r) => {
             let status = r.status();
-            return audited_change(api, &caller, op, &label, status, None, r).await;
+            return audited_change(api, &caller, op, &label, status, None, *r).await;
         }
     };
     // Create names the key in the body; the others in the path.

@@ -10,6 +10,7 @@ mod admin;
 mod audit_cli;
 mod audit_service;
 mod gateway_service;
+mod key_cli;
 mod config;
 mod schema_cli;
 mod user_cli;
@@ -57,6 +58,9 @@ enum Command {
     /// ACLs on the gateway (Kafka protocol, plaintext SASL listener): add, remove, list.
     #[command(subcommand)]
     Acl(acl_cli::AclCommand),
+    /// Key-encryption keys through the admin API: list, status, create, rotate, retire, destroy.
+    #[command(subcommand)]
+    Key(key_cli::KeyCommand),
 }
 
 /// Every flag of the contract; each is also a config key and a `GATEHOUSE_<KEY>` variable.
@@ -494,6 +498,7 @@ fn main() -> Result<()> {
         Command::Schema(cmd) => std::process::exit(schema_cli::run(cmd)?),
         Command::User(cmd) => std::process::exit(user_cli::run(cmd)),
         Command::Acl(cmd) => std::process::exit(acl_cli::run(cmd)),
+        Command::Key(cmd) => std::process::exit(key_cli::run(cmd)),
         Command::Audit(cmd) => {
             if let Err(e) = audit_cli::run(cmd) {
                 eprintln!("{e:#}");
