@@ -21,7 +21,7 @@ use gatehouse_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use gatehouse_protocol::records::RawBatches;
-use gatehouse_registry::validate::{KeyOrValue, ValidationPolicy, Validator};
+use gatehouse_registry::validate::{KeyOrValue, ValidationMode, ValidationPolicy, Validator};
 
 use crate::authz::ProduceRequestParts;
 use crate::governance::{Governance, TopicPolicy};
@@ -225,6 +225,10 @@ async fn check_partition(
     let mut errors = Vec::new();
     let mut first: Option<String> = None;
     let mut bad = 0usize;
+    // Schema-id validation depends only on (key or value, the 5-byte wire prefix) when no
+    // header carries an id: decide each distinct prefix once per batch.
+    let mut validated: std::collections::HashSet<(KeyOrValue, [u8; 5])> =
+        std::collections::HashSet::new();
     for batch in RawBatches::new(records.clone()) {
         let batch = batch.map_err(|e| PartitionRefusal {
             code: CORRUPT_MESSAGE,
@@ -283,10 +287,25 @@ async fn check_partition(
                 let (Some(bytes), Some(side_policy)) = (bytes, side_policy) else {
                     continue;
                 };
-                if let Err(e) = validator
+                let prefix = (side_policy.mode == ValidationMode::SchemaId
+                    && !headers.iter().any(|(k, _)| k.ends_with("_schema_id"))
+                    && bytes.len() >= 5
+                    && bytes[0] == 0)
+                    .then(|| {
+                        let mut p = [0u8; 5];
+                        p.copy_from_slice(&bytes[..5]);
+                        (kind, p)
+                    });
+                if prefix.is_some_and(|p| validated.contains(&p)) {
+                    continue;
+                }
+                let result = validator
                     .validate(topic, kind, bytes, &headers, side_policy)
-                    .await
-                {
+                    .await;
+                if let (Ok(_), Some(p)) = (&result, prefix) {
+                    validated.insert(p);
+                }
+                if let Err(e) = result {
                     let message = format!("record {index} {}: {e}", kind.as_str());
                     bad += 1;
                     if errors.len() < MAX_RECORD_ERRORS {
