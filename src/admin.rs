@@ -89,6 +89,8 @@ impl Health {
 pub struct KeyApi {
     /// The key vault (its [`gatehouse_compliance::KeyStore`]).
     pub envelope: Envelope,
+    /// The durable policy store, for role bindings.
+    pub roles: Option<gatehouse_policy::PolicyStore>,
     /// Checks HTTP Basic credentials against the gateway's SCRAM users.
     pub authenticator: Authenticator,
     /// The gateway's ACLs and super users.
@@ -155,6 +157,8 @@ pub async fn start(addr: SocketAddr, health: Health) -> Result<Admin> {
         .route("/v1/keys/{name}/rotate", post(rotate_key))
         .route("/v1/keys/{name}/retire", post(retire_key))
         .route("/v1/keys/{name}/destroy", post(destroy_key))
+        .route("/v1/roles", get(list_roles).post(bind_role))
+        .route("/v1/roles/unbind", post(unbind_role))
         .fallback(not_found)
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind(addr)
@@ -850,6 +854,162 @@ async fn destroy_key(
     body: Bytes,
 ) -> Response {
     change(s, peer, headers, Some(name), body, Change::Destroy).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Role bindings (RBAC on top of ACLs): the only way to grant roles such as `plaintext-reader`
+// ---------------------------------------------------------------------------------------------
+
+fn role_json(b: &gatehouse_policy::RoleBinding) -> Value {
+    json!({
+        "principal": b.principal,
+        "role": b.role,
+        "resource_type": b.resource_type.name(),
+        "resource_name": b.resource_name,
+        "pattern_type": b.pattern_type.name(),
+    })
+}
+
+fn role_from_json(v: &Value) -> Result<gatehouse_policy::RoleBinding, String> {
+    use gatehouse_policy::{PatternType, ResourceType};
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| format!("missing string field {k:?}"))
+    };
+    let resource_type = match s("resource_type")?.to_ascii_lowercase().as_str() {
+        "topic" => ResourceType::Topic,
+        "group" => ResourceType::Group,
+        "cluster" => ResourceType::Cluster,
+        "transactional_id" | "transactional-id" => ResourceType::TransactionalId,
+        "subject" => ResourceType::Subject,
+        other => return Err(format!("unknown resource_type {other:?}")),
+    };
+    let pattern_type = match v
+        .get("pattern_type")
+        .and_then(Value::as_str)
+        .unwrap_or("literal")
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "literal" => PatternType::Literal,
+        "prefixed" => PatternType::Prefixed,
+        other => return Err(format!("unknown pattern_type {other:?}")),
+    };
+    Ok(gatehouse_policy::RoleBinding {
+        principal: s("principal")?,
+        role: s("role")?,
+        resource_type,
+        resource_name: s("resource_name")?,
+        pattern_type,
+    })
+}
+
+async fn list_roles(
+    State(s): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let (api, _caller) =
+        match guard(&s, &headers, peer, Operation::Describe, "role.list", "*").await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+    let Some(store) = &api.roles else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, 50302, "Role bindings are not available");
+    };
+    let roles: Vec<Value> = store.authorizer().role_bindings().iter().map(role_json).collect();
+    Json(json!({ "roles": roles, "known_roles": gatehouse_policy::acl::ROLES })).into_response()
+}
+
+async fn bind_role(
+    State(s): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    role_change(s, peer, headers, body, true).await
+}
+
+async fn unbind_role(
+    State(s): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    role_change(s, peer, headers, body, false).await
+}
+
+async fn role_change(
+    s: AdminState,
+    peer: SocketAddr,
+    headers: HeaderMap,
+    body: Bytes,
+    bind: bool,
+) -> Response {
+    let method = if bind { "role.bind" } else { "role.unbind" };
+    let (api, caller) = match guard(&s, &headers, peer, Operation::Alter, method, "role").await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let Some(store) = &api.roles else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, 50302, "Role bindings are not available");
+    };
+    let binding = match body_json(&body).map_err(|r| *r).and_then(|v| {
+        role_from_json(&v).map_err(|m| fail(StatusCode::UNPROCESSABLE_ENTITY, 42204, m))
+    }) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let result = if bind {
+        store.bind_role(binding.clone()).await.map(|()| true)
+    } else {
+        store.unbind_role(&binding).await
+    };
+    let (status, response) = match result {
+        Ok(true) => (StatusCode::OK, Json(role_json(&binding)).into_response()),
+        Ok(false) => (
+            StatusCode::NOT_FOUND,
+            fail(StatusCode::NOT_FOUND, 40402, "No such role binding"),
+        ),
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            fail(StatusCode::UNPROCESSABLE_ENTITY, 42205, e.to_string()),
+        ),
+    };
+    let event = AuditEvent::builder(EventType::Acl)
+        .service(AUDIT_SERVICE)
+        .method(method)
+        .principal(caller.principal.to_string())
+        .auth_mechanism(MECHANISM_BASIC)
+        .resource(
+            binding.resource_type.name(),
+            format!("{} -> {} on {}", binding.principal, binding.role, binding.resource_name),
+        )
+        .operation(if bind { "Bind" } else { "Unbind" })
+        .client_address(caller.ip.to_string())
+        .granted(true)
+        .outcome(if status.is_success() {
+            Outcome::success()
+        } else {
+            Outcome::status("FAILURE").with_error_code(status.as_u16().to_string())
+        })
+        .build();
+    match event {
+        Ok(e) => {
+            if let Err(why) = record(api, e).await {
+                tracing::error!(error = %why, "A role change could not be audited.");
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    50001,
+                    "The request could not be recorded in the audit trail; it may have been applied.",
+                );
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot build the audit event"),
+    }
+    response
 }
 
 #[cfg(test)]

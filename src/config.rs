@@ -67,6 +67,16 @@ pub struct GatewayTuning {
     /// `GATEHOUSE_UPSTREAM_PASSWORD`, never from a file.
     pub upstream_sasl_mechanism: String,
     pub upstream_username: String,
+    /// TLS on the gateway's own connections to an external upstream (`--upstream-bootstrap`).
+    pub upstream_tls: bool,
+    /// CA certificates (PEM) the upstream brokers' certificates must chain to; empty = the
+    /// system's trusted roots.
+    pub upstream_tls_ca: String,
+    /// Client certificate chain and key (PEM) presented to the upstream; both or neither.
+    pub upstream_tls_cert: String,
+    pub upstream_tls_key: String,
+    /// Name the upstream certificates must carry (and SNI); empty = each broker's host.
+    pub upstream_tls_server_name: String,
 }
 
 /// Log output format.

@@ -8,9 +8,14 @@
 //! is `GATEHOUSE_ADMIN_PASSWORD` when set, else generated and printed once. Users and ACLs live
 //! in `_gatehouse_users` / `_gatehouse_acls` on the upstream, each record MACed under a key
 //! derived from the master key.
+//!
+//! In front of an external cluster, `gateway.upstream_tls` makes every connection to it TLS
+//! (the gateway's per-client connections and the internal clients alike): the brokers'
+//! certificates must chain to `gateway.upstream_tls_ca` (else the system roots), and
+//! `gateway.upstream_tls_cert` / `upstream_tls_key` present a client certificate.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +26,7 @@ use gatehouse_policy::{
     Authenticator, AuthenticatorConfig, Authorizer, Mechanism, OidcConfig, OidcValidator,
     PolicyStore, Principal, PrincipalMapper, ScramCredential, TokenValidator, UserStore,
 };
-use gatehouse_protocol::client::{Client, ClientConfig, SaslCredentials};
+use gatehouse_protocol::client::{Client, SaslCredentials, TlsConnector};
 use gatehouse_registry::api::AuditSink;
 
 use crate::config::Config;
@@ -67,7 +72,9 @@ fn upstream_sasl(c: &Config) -> Result<Option<SaslCredentials>> {
         "PLAIN" => gatehouse_protocol::client::SaslMechanism::Plain,
         "SCRAM-SHA-256" => gatehouse_protocol::client::SaslMechanism::ScramSha256,
         "SCRAM-SHA-512" => gatehouse_protocol::client::SaslMechanism::ScramSha512,
-        other => bail!("gateway.upstream_sasl_mechanism {other:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+        other => bail!(
+            "gateway.upstream_sasl_mechanism {other:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+        ),
     };
     let password = std::env::var(UPSTREAM_PASSWORD_ENV).with_context(|| {
         format!("gateway.upstream_sasl_mechanism is set but {UPSTREAM_PASSWORD_ENV} is not")
@@ -79,6 +86,88 @@ fn upstream_sasl(c: &Config) -> Result<Option<SaslCredentials>> {
     )))
 }
 
+/// The TLS connector for an external upstream (`gateway.upstream_tls*`), or `None`.
+fn upstream_tls(c: &Config) -> Result<Option<TlsConnector>> {
+    let g = &c.gateway;
+    let any_file = [
+        &g.upstream_tls_ca,
+        &g.upstream_tls_cert,
+        &g.upstream_tls_key,
+    ]
+    .iter()
+    .any(|v| !v.is_empty());
+    if !g.upstream_tls {
+        if any_file || !g.upstream_tls_server_name.is_empty() {
+            bail!("gateway.upstream_tls_* is set but gateway.upstream_tls is false");
+        }
+        return Ok(None);
+    }
+    let client_cert = match (g.upstream_tls_cert.as_str(), g.upstream_tls_key.as_str()) {
+        ("", "") => None,
+        ("", _) | (_, "") => {
+            bail!("gateway.upstream_tls_cert and gateway.upstream_tls_key go together")
+        }
+        (cert, key) => Some((Path::new(cert), Path::new(key))),
+    };
+    let config = if g.upstream_tls_ca.is_empty() {
+        system_roots_client_config(client_cert)?
+    } else {
+        gatehouse_gateway::tls::client_config(Path::new(&g.upstream_tls_ca), client_cert)
+            .context("invalid gateway.upstream_tls_ca / upstream_tls_cert / upstream_tls_key")?
+    };
+    Ok(Some(
+        TlsConnector::new(config).with_server_name(g.upstream_tls_server_name.clone()),
+    ))
+}
+
+/// TLS 1.3/1.2 trusting the system's root certificates (aws-lc-rs, passed explicitly).
+fn system_roots_client_config(
+    client_cert: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        bail!(
+            "gateway.upstream_tls: no system root certificates found; set gateway.upstream_tls_ca"
+        );
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .context("TLS configuration")?
+        .with_root_certificates(roots);
+    let config = match client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .with_context(|| format!("gateway.upstream_tls_cert {}", cert.display()))?;
+            if chain.is_empty() {
+                bail!(
+                    "gateway.upstream_tls_cert {}: no certificate found",
+                    cert.display()
+                );
+            }
+            // The PEM parser's messages may quote file content: not passed on for keys.
+            let key_der = PrivateKeyDer::from_pem_file(key).map_err(|_| {
+                anyhow::anyhow!(
+                    "gateway.upstream_tls_key {}: no readable PEM private key",
+                    key.display()
+                )
+            })?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .context("gateway.upstream_tls_cert / upstream_tls_key")?
+        }
+    };
+    Ok(Arc::new(config))
+}
+
 /// The upstream the gateway and the other internal clients use.
 pub fn upstream_config(
     c: &Config,
@@ -86,6 +175,11 @@ pub fn upstream_config(
 ) -> Result<UpstreamConfig> {
     match bundled {
         Some((addr, credential)) => {
+            if c.gateway.upstream_tls {
+                tracing::warn!(
+                    "gateway.upstream_tls applies to --upstream-bootstrap only; the bundled broker is reached over loopback without TLS."
+                );
+            }
             let mut u = UpstreamConfig::new(vec![addr.to_string()]);
             u.sasl = Some(credential);
             Ok(u)
@@ -105,6 +199,7 @@ pub fn upstream_config(
             }
             let mut u = UpstreamConfig::new(list);
             u.sasl = upstream_sasl(c)?;
+            u.tls = upstream_tls(c)?;
             Ok(u)
         }
     }
@@ -234,7 +329,10 @@ async fn open_vault(
             b = b.attribute("kekVersion", v.to_string());
         }
         if let Some(d) = e.dek_id {
-            b = b.attribute("dekId", d.iter().map(|x| format!("{x:02x}")).collect::<String>());
+            b = b.attribute(
+                "dekId",
+                d.iter().map(|x| format!("{x:02x}")).collect::<String>(),
+            );
         }
         if let Ok(event) = b.build() {
             tokio::spawn(async move {
@@ -269,6 +367,11 @@ fn derive_key(key: &[u8; 32], label: &[u8]) -> [u8; 32] {
 }
 
 impl Policy {
+    /// A handle on the durable users/ACLs/roles store (for the admin API).
+    pub fn store_writer(&self) -> PolicyStore {
+        self.store.writer()
+    }
+
     /// What the registry authenticates and authorizes with (the gateway's identities and ACLs).
     pub fn registry_auth(&self) -> gatehouse_registry::api::RegistryAuth {
         gatehouse_registry::api::RegistryAuth {
@@ -333,11 +436,7 @@ pub async fn start_policy(
         })
         .collect::<Result<Vec<_>>>()?;
     let authorizer = Authorizer::new(super_users).context("cannot build the authorizer")?;
-    let mut client_config = ClientConfig::new(upstream.bootstrap.clone());
-    if let Some(sasl) = upstream.sasl.clone() {
-        client_config = client_config.with_sasl(sasl);
-    }
-    let client = Client::connect(client_config)
+    let client = Client::connect_with(upstream.client_config(), upstream.connector())
         .await
         .context("the gateway cannot reach its upstream for the policy topics")?;
     let governance = gatehouse_gateway::governance::Governance::open(client.clone(), mac_key)

@@ -318,10 +318,12 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
                 tls: Some(p.tls.config()),
                 auth: Some(p.registry_auth()),
             };
-            let r = match &audit {
-                Some(a) => gatehouse_registry::server::start_with_audit(rcfg, a.sink()).await,
-                None => gatehouse_registry::start(rcfg).await,
-            }
+            let r = gatehouse_registry::server::start_with_connector(
+                rcfg,
+                audit.as_ref().map(|a| a.sink()),
+                upstream.connector(),
+            )
+            .await
             .context("the schema registry could not start")?;
             admin.health.set_ready("registry");
             Some(r)
@@ -333,6 +335,7 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
             // The key API (issue 7) shares the gateway's vault, identities and ACLs.
             admin.enable_keys(admin::KeyApi {
                 envelope: policy.envelope(),
+                roles: Some(policy.store_writer()),
                 authenticator: policy.authenticator.clone(),
                 authorizer: policy.authorizer.clone(),
                 audit: Some(a.sink()),

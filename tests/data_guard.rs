@@ -455,3 +455,63 @@ fn encrypted_topics_hold_only_ciphertext_on_disk() {
     assert_eq!(got.len(), 20);
     assert_eq!(got[3], "SECRET-PLAINTEXT-MARKER-03");
 }
+
+#[test]
+fn encrypted_batches_that_outgrow_the_limit_are_split() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let b = serve();
+    let topic = unique("bulk-enc");
+    runtime().block_on(async {
+        let conn = admin_conn(&b).await;
+        create(&conn, &topic, &[("gatehouse.encryption", "true")]).await;
+    });
+    let secure = || {
+        let mut c = client_config(&b.gateway_plain());
+        c.set("security.protocol", "SASL_PLAINTEXT")
+            .set("sasl.mechanisms", "PLAIN")
+            .set("sasl.username", "admin")
+            .set("sasl.password", ADMIN_PASSWORD);
+        c
+    };
+    // Full 1 MB batches of 1,000-byte values: encrypted, each grows past the broker's limit.
+    let mut pc = secure();
+    pc.set("linger.ms", "200")
+        .set("batch.size", "1000000")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "30000");
+    let p: FutureProducer = pc.create().unwrap();
+    let payload = vec![b'x'; 1000];
+    let n = 3000;
+    // Enqueue everything first (send_result does not wait), then collect the reports.
+    let futs: Vec<_> = (0..n)
+        .map(|_| {
+            p.send_result(FutureRecord::<(), _>::to(&topic).payload(&payload))
+                .unwrap_or_else(|(e, _)| panic!("enqueue: {e}"))
+        })
+        .collect();
+    runtime().block_on(async {
+        for f in futs {
+            f.await
+                .expect("delivery report")
+                .unwrap_or_else(|(e, _)| panic!("delivered despite the growth: {e}"));
+        }
+    });
+    let mut cc = secure();
+    cc.set("group.id", unique("g"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false");
+    let c: BaseConsumer = cc.create().unwrap();
+    c.subscribe(&[&topic]).unwrap();
+    let mut got = 0;
+    let until = std::time::Instant::now() + OP_DEADLINE;
+    while got < n && std::time::Instant::now() < until {
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            use rdkafka::message::Message;
+            let m = m.expect("fetch");
+            assert_eq!(m.payload().map(<[u8]>::len), Some(1000));
+            got += 1;
+        }
+    }
+    assert_eq!(got, n);
+}

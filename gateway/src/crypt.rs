@@ -145,7 +145,23 @@ async fn encrypt_records(topic: &str, records: Bytes, env: &Envelope) -> Result<
         let recs = batch
             .records()
             .map_err(|e| format!("records do not decode: {e}"))?;
-        let mut b = BatchBuilder::like(&header).map_err(|e| e.to_string())?;
+        // Ciphertext is larger and does not compress: a batch that fit the broker's limit may
+        // not after encryption, so it is split into several batches (sequence numbers carried
+        // on), each under SPLIT_AT bytes.
+        let codec = header.compression().map_err(|e| e.to_string())?;
+        let new_builder = |first_sequence: i32| {
+            let mut b = BatchBuilder::new()
+                .compression(codec)
+                .producer(header.producer_id, header.producer_epoch, first_sequence)
+                .transactional(header.is_transactional())
+                .timestamp_type(header.timestamp_type());
+            if header.timestamp_type() == TimestampType::LogAppendTime {
+                b = b.log_append_time(header.max_timestamp);
+            }
+            b
+        };
+        let mut b = new_builder(header.base_sequence);
+        let mut pushed: i32 = 0;
         for mut rec in recs {
             if let Some(value) = rec.value.take() {
                 let enc = env
@@ -168,12 +184,36 @@ async fn encrypt_records(topic: &str, records: Bytes, env: &Envelope) -> Result<
                 ));
             }
             let ts = record_timestamp(&rec, &header);
-            b.push_same_offset(&rec, ts).map_err(|e| e.to_string())?;
+            if !b.is_empty() && b.uncompressed_size() + record_size(&rec) > SPLIT_AT {
+                out.extend_from_slice(&b.build().map_err(|e| e.to_string())?);
+                let next_sequence = if header.base_sequence >= 0 {
+                    header.base_sequence.wrapping_add(pushed)
+                } else {
+                    -1
+                };
+                b = new_builder(next_sequence);
+            }
+            b.push_record(&rec, ts).map_err(|e| e.to_string())?;
+            pushed = pushed.saturating_add(1);
         }
         out.extend_from_slice(&b.build().map_err(|e| e.to_string())?);
     }
     out.extend_from_slice(batches.remaining());
     Ok(out.freeze())
+}
+
+/// Encrypted batches are split to stay under this many bytes (below Kafka's default
+/// `max.message.bytes` of 1,048,588 with room for the batch header).
+const SPLIT_AT: usize = 1_000_000;
+
+/// An upper bound of a record's encoded size.
+fn record_size(rec: &Record) -> usize {
+    let h: usize = rec
+        .headers
+        .iter()
+        .map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len()) + 10)
+        .sum();
+    32 + rec.key.as_ref().map_or(0, |k| k.len()) + rec.value.as_ref().map_or(0, |v| v.len()) + h
 }
 
 /// Who is fetching (for the `plaintext-reader` rule).

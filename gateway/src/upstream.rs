@@ -6,13 +6,21 @@
 //! connection at a time), authenticated with the gateway's upstream credential. Correlation ids
 //! on that connection are the gateway's own (the protocol client swaps them), so requests the
 //! gateway originates can never collide with the client's.
+//!
+//! With [`UpstreamConfig::tls`] set, every upstream connection (discovery and per client) is
+//! TCP, then a TLS handshake, then [`Connection::from_stream`] (via
+//! [`Connection::connect_via`]); [`UpstreamConfig::connector`] hands the same connector to the
+//! internal clients (policy store, governance, key vault, schema registry).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use gatehouse_protocol::ProtocolError;
-use gatehouse_protocol::client::{Connection, ConnectionConfig, SaslCredentials};
+use gatehouse_protocol::client::{
+    ClientConfig, Connection, ConnectionConfig, Connector, SaslCredentials, TcpConnector,
+    TlsConnector,
+};
 use gatehouse_protocol::kafka_protocol::protocol::VersionRange;
 use gatehouse_protocol::messages::MetadataRequest;
 use tracing::{debug, info};
@@ -25,6 +33,8 @@ pub struct UpstreamConfig {
     /// SASL credential for the gateway's connections (the bundled broker's internal
     /// credential, or a service account on an external cluster).
     pub sasl: Option<SaslCredentials>,
+    /// TLS to the upstream brokers (`None`: plain TCP).
+    pub tls: Option<TlsConnector>,
     /// How long a forwarded request may wait for its response. Generous: a JoinGroup waits for
     /// a whole rebalance.
     pub request_timeout: Duration,
@@ -33,11 +43,30 @@ pub struct UpstreamConfig {
 }
 
 impl UpstreamConfig {
+    /// What opens a connection to an upstream broker: [`UpstreamConfig::tls`] or plain TCP.
+    pub fn connector(&self) -> Arc<dyn Connector> {
+        match &self.tls {
+            Some(tls) => Arc::new(tls.clone()),
+            None => Arc::new(TcpConnector),
+        }
+    }
+
+    /// A protocol-client configuration for the same cluster and credential (use it with
+    /// [`UpstreamConfig::connector`]).
+    pub fn client_config(&self) -> ClientConfig {
+        let config = ClientConfig::new(self.bootstrap.clone());
+        match self.sasl.clone() {
+            Some(sasl) => config.with_sasl(sasl),
+            None => config,
+        }
+    }
+
     /// Defaults for a bootstrap list.
     pub fn new(bootstrap: Vec<String>) -> Self {
         Self {
             bootstrap,
             sasl: None,
+            tls: None,
             request_timeout: Duration::from_secs(600),
             connect_timeout: Duration::from_secs(10),
         }
@@ -56,6 +85,7 @@ pub enum Target {
 /// The upstream cluster as the gateway sees it.
 pub(crate) struct Upstream {
     config: UpstreamConfig,
+    connector: Arc<dyn Connector>,
     nodes: RwLock<BTreeMap<i32, String>>,
     pub versions: HashMap<i16, VersionRange>,
 }
@@ -64,12 +94,16 @@ impl Upstream {
     /// Connects to the first reachable bootstrap broker, learns its versions and brokers.
     pub async fn discover(config: UpstreamConfig) -> Result<Self, ProtocolError> {
         let mut last = None;
+        let connector = config.connector();
         for addr in &config.bootstrap {
-            match Connection::connect(addr.as_str(), connection_config(&config)).await {
+            match Connection::connect_via(connector.as_ref(), addr, connection_config(&config))
+                .await
+            {
                 Ok(conn) => {
                     let versions = conn.broker_versions().clone();
                     let upstream = Self {
                         config: config.clone(),
+                        connector: connector.clone(),
                         nodes: RwLock::new(BTreeMap::new()),
                         versions,
                     };
@@ -128,7 +162,13 @@ impl Upstream {
         };
         let mut last = None;
         for a in candidates {
-            match Connection::connect(a.as_str(), connection_config(&self.config)).await {
+            match Connection::connect_via(
+                self.connector.as_ref(),
+                &a,
+                connection_config(&self.config),
+            )
+            .await
+            {
                 Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }

@@ -144,6 +144,17 @@ impl std::fmt::Debug for PolicyStore {
     }
 }
 
+impl PolicyStore {
+    /// A second handle for writes (the admin API), sharing this store's state and log
+    /// position; dropping it does not stop the tail tasks.
+    pub fn writer(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            tails: Vec::new(),
+        }
+    }
+}
+
 impl Drop for PolicyStore {
     fn drop(&mut self) {
         for t in &self.tails {

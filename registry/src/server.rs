@@ -9,13 +9,15 @@
 //! streams are handed to axum, which still sees the client address (`ConnectInfo`). Without
 //! TLS the listener must be a loopback address: plain HTTP is never served off loopback.
 //! [`RegistryServerConfig::auth`] turns on authentication and ACLs ([`crate::api::auth`]).
+//! [`start_with_connector`] reaches the broker through any [`Connector`] (TLS to an external
+//! cluster under `gatehouse serve`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
-use gatehouse_protocol::client::{Client, ClientConfig};
+use gatehouse_protocol::client::{Client, ClientConfig, Connector, TcpConnector};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -139,7 +141,7 @@ impl RunningRegistry {
 /// Starts the registry: broker connection, `_schemas` created/checked and replayed, then the
 /// HTTP listener. Returns once the listener is bound (requests are served from then on).
 pub async fn start(config: RegistryServerConfig) -> Result<RunningRegistry, ServerError> {
-    start_inner(config, None).await
+    start_inner(config, None, Arc::new(TcpConnector)).await
 }
 
 /// Like [`start`], with every state-changing request recorded through `audit` before it is
@@ -148,12 +150,23 @@ pub async fn start_with_audit(
     config: RegistryServerConfig,
     audit: Arc<dyn AuditSink>,
 ) -> Result<RunningRegistry, ServerError> {
-    start_inner(config, Some(audit)).await
+    start_inner(config, Some(audit), Arc::new(TcpConnector)).await
+}
+
+/// Like [`start`] (with `audit`: like [`start_with_audit`]), with the broker connections opened
+/// by `connector` (TLS to the broker, for example) instead of plain TCP.
+pub async fn start_with_connector(
+    config: RegistryServerConfig,
+    audit: Option<Arc<dyn AuditSink>>,
+    connector: Arc<dyn Connector>,
+) -> Result<RunningRegistry, ServerError> {
+    start_inner(config, audit, connector).await
 }
 
 async fn start_inner(
     config: RegistryServerConfig,
     audit: Option<Arc<dyn AuditSink>>,
+    connector: Arc<dyn Connector>,
 ) -> Result<RunningRegistry, ServerError> {
     if config.tls.is_none() && !config.listen.ip().is_loopback() {
         return Err(ServerError::NotLoopback(config.listen));
@@ -172,7 +185,7 @@ async fn start_inner(
     if let Some(sasl) = config.sasl.clone() {
         client_config = client_config.with_sasl(sasl);
     }
-    let client = Client::connect(client_config)
+    let client = Client::connect_with(client_config, connector)
         .await
         .map_err(|e| ServerError::Connect {
             bootstrap: config.bootstrap.clone(),

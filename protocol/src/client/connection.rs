@@ -15,8 +15,9 @@
 //! [`Connection::connect`] with [`ProtocolError::Broker`] and the broker's error code
 //! (SASL_AUTHENTICATION_FAILED, UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE) and message.
 //!
-//! The transport is generic ([`Connection::from_stream`] takes any [`Transport`]), so TLS can be
-//! slotted in later; [`Connection::connect`] is the plain-TCP shortcut.
+//! The transport is generic ([`Connection::from_stream`] takes any [`Transport`]);
+//! [`Connection::connect`] is the plain-TCP shortcut and [`Connection::connect_via`] opens the
+//! stream with any [`super::Connector`] (TLS with the `tls` feature's `TlsConnector`).
 
 use std::collections::HashMap;
 use std::io;

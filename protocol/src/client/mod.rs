@@ -18,6 +18,10 @@
 //! SCRAM-SHA-256/512 after ApiVersions, and a refusal is a [`ProtocolError::Broker`] carrying
 //! the broker's code (58 SASL_AUTHENTICATION_FAILED, 33 UNSUPPORTED_SASL_MECHANISM...).
 //!
+//! TLS: [`Client::with_connector`] and [`Connection::connect_via`] take any [`Connector`];
+//! with the `tls` cargo feature, [`TlsConnector`] runs TCP then a rustls handshake with a
+//! caller-built `rustls::ClientConfig`.
+//!
 //! Kafka error codes in responses become [`ProtocolError::Broker`]; see [`error_code_from_i16`].
 //! Leader and coordinator changes are retried after a metadata refresh ([`ClientConfig::retries`]).
 
@@ -28,6 +32,8 @@ mod metadata;
 mod sasl;
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -61,6 +67,8 @@ pub use group::{
 };
 pub use metadata::{BrokerInfo, ClusterMetadata, PartitionMetadata, TopicMetadata};
 pub use sasl::{SaslCredentials, SaslMechanism};
+#[cfg(feature = "tls")]
+pub use tls::TlsConnector;
 
 use crate::ProtocolError;
 
@@ -93,6 +101,26 @@ impl Connector for TcpConnector {
             }
             Ok(Box::new(stream) as Box<dyn Transport>)
         })
+    }
+}
+
+impl Connection {
+    /// Opens the stream to `address` with `connector` (TCP, TLS...) within
+    /// [`ConnectionConfig::connect_timeout`], then runs [`Connection::from_stream`].
+    pub async fn connect_via(
+        connector: &dyn Connector,
+        address: &str,
+        config: ConnectionConfig,
+    ) -> Result<Self, ProtocolError> {
+        let stream = tokio::time::timeout(config.connect_timeout, connector.connect(address))
+            .await
+            .map_err(|_| {
+                ProtocolError::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connecting to {address} timed out"),
+                ))
+            })??;
+        Connection::from_stream(stream, address, config).await
     }
 }
 
@@ -250,7 +278,15 @@ impl Client {
 
     /// A TCP client that has already reached the cluster and loaded its broker list.
     pub async fn connect(config: ClientConfig) -> Result<Self, ProtocolError> {
-        let client = Self::new(config);
+        Self::connect_with(config, Arc::new(TcpConnector)).await
+    }
+
+    /// Like [`Client::connect`], with connections opened by `connector` (TLS and the like).
+    pub async fn connect_with(
+        config: ClientConfig,
+        connector: Arc<dyn Connector>,
+    ) -> Result<Self, ProtocolError> {
+        let client = Self::with_connector(config, connector);
         client.metadata(Some(&[])).await?;
         Ok(client)
     }
@@ -267,16 +303,8 @@ impl Client {
 
     async fn open(&self, address: &str) -> Result<Arc<Connection>, ProtocolError> {
         let cfg = &self.inner.config.connection;
-        let stream =
-            tokio::time::timeout(cfg.connect_timeout, self.inner.connector.connect(address))
-                .await
-                .map_err(|_| {
-                    ProtocolError::Io(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("connecting to {address} timed out"),
-                    ))
-                })??;
-        let conn = Connection::from_stream(stream, address, cfg.clone()).await?;
+        let conn =
+            Connection::connect_via(self.inner.connector.as_ref(), address, cfg.clone()).await?;
         debug!(address, "connected");
         Ok(Arc::new(conn))
     }
