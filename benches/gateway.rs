@@ -79,7 +79,9 @@ fn main() {
     };
     // Before the throughput runs, so the allocator has not grown yet.
     idle_connections(&b, 1000);
-    println!("gateway bench: {mib} MiB per run, {PARTITIONS} partitions, acks=all, linger 5 ms, --log-flush os");
+    println!(
+        "gateway bench: {mib} MiB per run, {PARTITIONS} partitions, acks=all, linger 5 ms, --log-flush os"
+    );
     let mut rows = Vec::new();
     for size in [1024usize, 16 * 1024] {
         for (label, cfg) in [
@@ -278,13 +280,15 @@ fn run(label: &'static str, cfg: ClientConfig, b: &Broker, size: usize, mib: usi
 /// Creates `topic` through the gateway (so governance configs apply) as admin.
 fn create_governed_topic(b: &Broker, topic: &str, configs: &[(&str, &str)]) {
     use gatehouse_protocol::messages::CreateTopicsRequest;
-    use gatehouse_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use gatehouse_protocol::messages::create_topics_request::{
+        CreatableTopic, CreatableTopicConfig,
+    };
     runtime().block_on(async {
         let conn = admin_conn(b).await;
         let t = CreatableTopic::default()
-            .with_name(gatehouse_protocol::messages::TopicName(StrBytes::from_string(
-                topic.to_string(),
-            )))
+            .with_name(gatehouse_protocol::messages::TopicName(
+                StrBytes::from_string(topic.to_string()),
+            ))
             .with_num_partitions(PARTITIONS)
             .with_replication_factor(1)
             .with_configs(
@@ -298,7 +302,12 @@ fn create_governed_topic(b: &Broker, topic: &str, configs: &[(&str, &str)]) {
                     .collect(),
             );
         let r = conn
-            .send(CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(30_000), None)
+            .send(
+                CreateTopicsRequest::default()
+                    .with_topics(vec![t])
+                    .with_timeout_ms(30_000),
+                None,
+            )
             .await
             .expect("CreateTopics");
         assert!(r.topics.iter().all(|t| t.error_code == 0), "{:?}", r.topics);
@@ -373,8 +382,14 @@ fn data_guard(b: &Broker, cfg: &dyn Fn() -> ClientConfig, mib: usize) -> Vec<Row
     let mut rows = Vec::new();
     let modes: [(&'static str, &[(&str, &str)]); 4] = [
         ("guard-none", &[]),
-        ("guard-schema-id", &[("confluent.value.schema.validation", "true")]),
-        ("guard-full", &[("gatehouse.value.schema.validation", "full")]),
+        (
+            "guard-schema-id",
+            &[("confluent.value.schema.validation", "true")],
+        ),
+        (
+            "guard-full",
+            &[("gatehouse.value.schema.validation", "full")],
+        ),
         (
             "guard-full-enc",
             &[
@@ -392,7 +407,13 @@ fn data_guard(b: &Broker, cfg: &dyn Fn() -> ClientConfig, mib: usize) -> Vec<Row
     rows
 }
 
-fn run_on(label: &'static str, mut cfg: ClientConfig, topic: &str, payload: Vec<u8>, mib: usize) -> Row {
+fn run_on(
+    label: &'static str,
+    mut cfg: ClientConfig,
+    topic: &str,
+    payload: Vec<u8>,
+    mib: usize,
+) -> Row {
     let topic = topic.to_string();
     let size = payload.len();
     let count = mib * (1 << 20) / size;
@@ -430,7 +451,11 @@ fn run_on(label: &'static str, mut cfg: ClientConfig, topic: &str, payload: Vec<
     }
     producer.flush(Duration::from_secs(180)).expect("flush");
     let produce_secs = t.elapsed().as_secs_f64();
-    assert_eq!(counting.failed.load(Ordering::Relaxed), 0, "{label}: failed deliveries");
+    assert_eq!(
+        counting.failed.load(Ordering::Relaxed),
+        0,
+        "{label}: failed deliveries"
+    );
     drop(producer);
     ccfg.set("group.id", common::unique("bench"))
         .set("enable.auto.commit", "false")
@@ -448,7 +473,10 @@ fn run_on(label: &'static str, mut cfg: ClientConfig, topic: &str, payload: Vec<
     let mut got = 0usize;
     let deadline = t + Duration::from_secs(180);
     while got < count {
-        assert!(Instant::now() < deadline, "{label}: consumed {got} of {count}");
+        assert!(
+            Instant::now() < deadline,
+            "{label}: consumed {got} of {count}"
+        );
         if let Some(m) = consumer.poll(Duration::from_millis(100)) {
             m.unwrap_or_else(|e| panic!("{label}: consume: {e}"));
             got += 1;
@@ -519,9 +547,17 @@ fn latency(label: &str, mut cfg: ClientConfig, b: &Broker, rate: f64) -> (f64, f
         }
     }
     producer.flush(Duration::from_secs(60)).expect("flush");
-    let mut l = counting.latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    let mut l = counting
+        .latencies
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
     l.sort_by(f64::total_cmp);
-    let pct = |p: f64| l.get(((l.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(f64::NAN);
+    let pct = |p: f64| {
+        l.get(((l.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     (pct(0.50), pct(0.99))
 }
 

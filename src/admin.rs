@@ -917,9 +917,18 @@ async fn list_roles(
             Err(r) => return r,
         };
     let Some(store) = &api.roles else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, 50302, "Role bindings are not available");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            50302,
+            "Role bindings are not available",
+        );
     };
-    let roles: Vec<Value> = store.authorizer().role_bindings().iter().map(role_json).collect();
+    let roles: Vec<Value> = store
+        .authorizer()
+        .role_bindings()
+        .iter()
+        .map(role_json)
+        .collect();
     Json(json!({ "roles": roles, "known_roles": gatehouse_policy::acl::ROLES })).into_response()
 }
 
@@ -954,13 +963,19 @@ async fn role_change(
         Err(r) => return r,
     };
     let Some(store) = &api.roles else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, 50302, "Role bindings are not available");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            50302,
+            "Role bindings are not available",
+        );
     };
-    let binding = match body_json(&body).map_err(|r| *r).and_then(|v| {
-        role_from_json(&v).map_err(|m| fail(StatusCode::UNPROCESSABLE_ENTITY, 42204, m))
-    }) {
+    let parsed = match body_json(&body) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let binding = match role_from_json(&parsed) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(m) => return fail(StatusCode::UNPROCESSABLE_ENTITY, 42204, m),
     };
     let result = if bind {
         store.bind_role(binding.clone()).await.map(|()| true)
@@ -985,7 +1000,10 @@ async fn role_change(
         .auth_mechanism(MECHANISM_BASIC)
         .resource(
             binding.resource_type.name(),
-            format!("{} -> {} on {}", binding.principal, binding.role, binding.resource_name),
+            format!(
+                "{} -> {} on {}",
+                binding.principal, binding.role, binding.resource_name
+            ),
         )
         .operation(if bind { "Bind" } else { "Unbind" })
         .client_address(caller.ip.to_string())

@@ -312,10 +312,10 @@ fn fingerprint(key: &[u8; 32]) -> String {
 
 fn parse_key(text: &str) -> Option<KeyBytes> {
     let t = text.trim();
-    if t.len() == 64 {
-        if let Some(k) = parse_hex32(t) {
-            return Some(k);
-        }
+    if t.len() == 64
+        && let Some(k) = parse_hex32(t)
+    {
+        return Some(k);
     }
     let bytes = base64_decode(t)?;
     let arr: [u8; 32] = bytes.as_slice().try_into().ok()?;

@@ -9,9 +9,9 @@ mod acl_cli;
 mod admin;
 mod audit_cli;
 mod audit_service;
+mod config;
 mod gateway_service;
 mod key_cli;
-mod config;
 mod schema_cli;
 mod user_cli;
 
@@ -266,7 +266,8 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
     let external = serve && c.upstream_bootstrap.is_some();
     // Under serve the bundled broker requires a per-start internal credential (unless
     // --broker-open), so only the gateway and the internal clients can use it.
-    let internal = (serve && !c.broker_open && !external).then(gateway_service::internal_credential);
+    let internal =
+        (serve && !c.broker_open && !external).then(gateway_service::internal_credential);
     let broker = if external {
         None
     } else {
@@ -400,13 +401,19 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
     match &gateway {
         Some(g) => {
             if let Some(p) = &g.generated_admin_password {
-                println!("The admin user was created with this password (shown once; set {} to choose it):", gateway_service::ADMIN_PASSWORD_ENV);
+                println!(
+                    "The admin user was created with this password (shown once; set {} to choose it):",
+                    gateway_service::ADMIN_PASSWORD_ENV
+                );
                 println!("  {p}");
             }
             let host = gateway_service::advertised_host(&c);
             let port = c.gateway_listen.port();
             let ca = g.ca.display();
-            println!("Try it (user admin, the password above or ${}):", gateway_service::ADMIN_PASSWORD_ENV);
+            println!(
+                "Try it (user admin, the password above or ${}):",
+                gateway_service::ADMIN_PASSWORD_ENV
+            );
             println!(
                 "  kcat -b {host}:{port} -X security.protocol=SASL_SSL -X ssl.ca.location={ca} \\\n       -X sasl.mechanisms=SCRAM-SHA-256 -X sasl.username=admin -X sasl.password=\"${}\" -L",
                 gateway_service::ADMIN_PASSWORD_ENV
@@ -450,18 +457,18 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
     if let (Some(gw), Some(drain)) = (admin.take_gateway(), drain) {
         gw.shutdown(drain).await;
     }
-    if let Some(r) = registry {
-        if let Err(e) = r.shutdown().await {
-            tracing::warn!(error = %e, "The registry did not stop cleanly.");
-        }
+    if let Some(r) = registry
+        && let Err(e) = r.shutdown().await
+    {
+        tracing::warn!(error = %e, "The registry did not stop cleanly.");
     }
     if let Some(b) = broker {
         b.shutdown().await;
     }
-    if let Some(a) = audit {
-        if let Err(e) = a.close().await {
-            tracing::warn!(error = %format!("{e:#}"), "The audit trail did not close cleanly.");
-        }
+    if let Some(a) = audit
+        && let Err(e) = a.close().await
+    {
+        tracing::warn!(error = %format!("{e:#}"), "The audit trail did not close cleanly.");
     }
     Ok(())
 }

@@ -24,12 +24,12 @@ use std::time::Duration;
 
 use common::*;
 use gatehouse_protocol::client::{Connection, ConnectionConfig, SaslCredentials, SaslMechanism};
+use gatehouse_protocol::kafka_protocol::protocol::StrBytes;
 use gatehouse_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
 use gatehouse_protocol::messages::create_acls_request::AclCreation;
 use gatehouse_protocol::messages::{
     AlterUserScramCredentialsRequest, ApiKey, CreateAclsRequest, MetadataRequest,
 };
-use gatehouse_protocol::kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -46,7 +46,11 @@ fn serve() -> Broker {
 
 /// librdkafka settings for a SASL client of the gateway.
 fn secure(b: &Broker, tls: bool, mechanism: &str, user: &str, password: &str) -> ClientConfig {
-    let mut c = client_config(&if tls { b.gateway_tls() } else { b.gateway_plain() });
+    let mut c = client_config(&if tls {
+        b.gateway_tls()
+    } else {
+        b.gateway_plain()
+    });
     c.set(
         "security.protocol",
         if tls { "SASL_SSL" } else { "SASL_PLAINTEXT" },
@@ -110,14 +114,19 @@ fn consume(c: ClientConfig, group: Option<&str>, topic: &str, n: usize) -> Vec<S
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "100")
         .set("session.timeout.ms", "10000")
-        .set("group.id", group.map_or_else(|| unique("g"), str::to_string));
+        .set(
+            "group.id",
+            group.map_or_else(|| unique("g"), str::to_string),
+        );
     let consumer: BaseConsumer = c.create().expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
     let mut got = Vec::new();
     let until = std::time::Instant::now() + OP_DEADLINE;
     while got.len() < n && std::time::Instant::now() < until {
         match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => got.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()),
+            Some(Ok(m)) => {
+                got.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned())
+            }
             Some(Err(e)) => panic!("consume error: {e}"),
             None => {}
         }
@@ -257,7 +266,11 @@ fn consumer_group_resumes_through_the_gateway() {
     assert_eq!(first.len(), 10);
     produce(&p, &topic, 3).unwrap();
     let second = consume(admin_cfg(&b), Some(&group), &topic, 3);
-    assert_eq!(second.len(), 3, "the group resumes after its committed offsets");
+    assert_eq!(
+        second.len(),
+        3,
+        "the group resumes after its committed offsets"
+    );
     assert!(second.iter().all(|v| v.starts_with("value-")));
 }
 
@@ -293,12 +306,14 @@ fn acls_decide_what_a_user_may_do() {
         .set("auto.offset.reset", "earliest");
     let consumer: BaseConsumer = c.create().unwrap();
     consumer.subscribe(&[&allowed]).unwrap();
-    let err = poll_until(OP_DEADLINE, "a group authorization error", || {
-        match consumer.poll(Duration::from_millis(200)) {
+    let err = poll_until(
+        OP_DEADLINE,
+        "a group authorization error",
+        || match consumer.poll(Duration::from_millis(200)) {
             Some(Err(e)) => Some(e),
             _ => None,
-        }
-    });
+        },
+    );
     assert!(
         format!("{err:?}").contains("GroupAuthorizationFailed"),
         "{err:?}"
@@ -313,12 +328,16 @@ fn acls_decide_what_a_user_may_do() {
     add_acl(&b, "User:alice", TOPIC, &allowed, LITERAL, WRITE, false);
     let p2 = make_producer(alice());
     let err = produce(&p2, &allowed, 1).expect_err("deny wins");
-    assert!(format!("{err:?}").contains("TopicAuthorizationFailed"), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("TopicAuthorizationFailed"),
+        "{err:?}"
+    );
     // Wrong password.
     let p3 = make_producer(secure(&b, true, "SCRAM-SHA-256", "alice", "wrong"));
     let err = produce(&p3, &allowed, 1).expect_err("wrong password");
     assert!(
-        format!("{err:?}").contains("Authentication") || format!("{err:?}").contains("MessageTimedOut"),
+        format!("{err:?}").contains("Authentication")
+            || format!("{err:?}").contains("MessageTimedOut"),
         "{err:?}"
     );
 }
@@ -329,7 +348,10 @@ fn internal_topics_are_closed_to_every_client() {
     let p = make_producer(admin_cfg(&b));
     for t in ["_gatehouse_users", "_schemas"] {
         let err = produce(&p, t, 1).expect_err("admin may not write an internal topic");
-        assert!(format!("{err:?}").contains("TopicAuthorization"), "{t}: {err:?}");
+        assert!(
+            format!("{err:?}").contains("TopicAuthorization"),
+            "{t}: {err:?}"
+        );
     }
     let c: BaseConsumer = admin_cfg(&b).create().unwrap();
     let md = c.fetch_metadata(None, Duration::from_secs(10)).unwrap();
@@ -348,14 +370,16 @@ fn client_pki(dir: &Path, cn: &str) -> (String, String, String) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "test client CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "test client CA");
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let key = KeyPair::generate().unwrap();
     let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
     // Most significant first, as CAs issue them; RFC 2253 prints it reversed:
     // "CN=<cn>,OU=ServiceUsers,O=Acme".
     leaf.distinguished_name = rcgen::DistinguishedName::new();
-    leaf.distinguished_name.push(DnType::OrganizationName, "Acme");
+    leaf.distinguished_name
+        .push(DnType::OrganizationName, "Acme");
     leaf.distinguished_name
         .push(DnType::OrganizationalUnitName, "ServiceUsers");
     leaf.distinguished_name.push(DnType::CommonName, cn);
@@ -447,21 +471,34 @@ fn bad_input_is_refused_and_others_keep_working() {
     let mut s = raw_plain(&b);
     s.write_all(&frame(ApiKey::Metadata, 9, &MetadataRequest::default()))
         .unwrap();
-    assert!(closed(&mut s), "Metadata before SASL must close the connection");
+    assert!(
+        closed(&mut s),
+        "Metadata before SASL must close the connection"
+    );
     // A huge size prefix before authentication closes the connection at once.
     let mut s = raw_plain(&b);
     s.write_all(&(64 * 1024 * 1024i32).to_be_bytes()).unwrap();
-    assert!(closed(&mut s), "an oversized frame must close the connection");
+    assert!(
+        closed(&mut s),
+        "an oversized frame must close the connection"
+    );
     // A TLS ClientHello on the plaintext port.
     let mut s = raw_plain(&b);
-    s.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0, 0, 1, 0]).unwrap();
-    assert!(closed(&mut s), "TLS on the plaintext port must close the connection");
+    s.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0, 0, 1, 0])
+        .unwrap();
+    assert!(
+        closed(&mut s),
+        "TLS on the plaintext port must close the connection"
+    );
     // Plaintext Kafka on the TLS port.
     let mut s = TcpStream::connect(b.gateway_tls_addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(&frame(ApiKey::Metadata, 9, &MetadataRequest::default()))
         .unwrap();
-    assert!(closed(&mut s), "plaintext on the TLS port must fail the handshake");
+    assert!(
+        closed(&mut s),
+        "plaintext on the TLS port must fail the handshake"
+    );
     // A flood of idle connections, then a real client still works.
     let flood: Vec<TcpStream> = (0..300)
         .map(|_| TcpStream::connect(b.gateway_plain_addr()).unwrap())
@@ -479,8 +516,14 @@ fn api_versions_intersect_and_add_the_gateways_own() {
     let b = serve();
     let mut conn = RawConn::connect(b.gateway_plain_addr());
     let versions = conn.api_versions();
-    assert_eq!(versions.get(&(ApiKey::Produce as i16)).map(|v| v.1), Some(11));
-    assert_eq!(versions.get(&(ApiKey::Produce as i16)).map(|v| v.0), Some(0));
+    assert_eq!(
+        versions.get(&(ApiKey::Produce as i16)).map(|v| v.1),
+        Some(11)
+    );
+    assert_eq!(
+        versions.get(&(ApiKey::Produce as i16)).map(|v| v.0),
+        Some(0)
+    );
     assert_eq!(versions.get(&(ApiKey::Fetch as i16)).map(|v| v.1), Some(12));
     assert_eq!(versions.get(&(ApiKey::SaslHandshake as i16)), Some(&(0, 1)));
     assert!(versions.contains_key(&(ApiKey::CreateAcls as i16)));
@@ -488,9 +531,13 @@ fn api_versions_intersect_and_add_the_gateways_own() {
     // Nothing the gateway cannot authorize.
     for key in versions.keys() {
         assert!(
-            ![ApiKey::OffsetForLeaderEpoch, ApiKey::AddPartitionsToTxn, ApiKey::EndTxn]
-                .iter()
-                .any(|k| *k as i16 == *key),
+            ![
+                ApiKey::OffsetForLeaderEpoch,
+                ApiKey::AddPartitionsToTxn,
+                ApiKey::EndTxn
+            ]
+            .iter()
+            .any(|k| *k as i16 == *key),
             "API {key} advertised"
         );
     }
@@ -523,8 +570,14 @@ fn security_decisions_land_in_the_audit_trail() {
     let text = String::from_utf8_lossy(&out.stdout).to_string()
         + String::from_utf8_lossy(&out.stderr).as_ref();
     assert!(text.contains("io.gatehouse.authentication"), "{text}");
-    assert!(text.contains("\"granted\":false") || text.contains("\"granted\": false"), "{text}");
-    assert!(text.contains("_schemas"), "the denied internal-topic write is recorded: {text}");
+    assert!(
+        text.contains("\"granted\":false") || text.contains("\"granted\": false"),
+        "{text}"
+    );
+    assert!(
+        text.contains("_schemas"),
+        "the denied internal-topic write is recorded: {text}"
+    );
     assert!(
         text.lines().any(|l| l.contains("io.gatehouse.topic")
             && l.contains(&audited_topic)
@@ -563,12 +616,18 @@ fn sessions_expire_and_librdkafka_reauthenticates() {
     // A client that does not re-authenticate is disconnected on its first request after expiry.
     runtime().block_on(async {
         let conn = kafka_conn(&b, "admin", ADMIN_PASSWORD).await;
-        conn.send(MetadataRequest::default().with_topics(Some(Vec::new())), None)
-            .await
-            .expect("within the session");
+        conn.send(
+            MetadataRequest::default().with_topics(Some(Vec::new())),
+            None,
+        )
+        .await
+        .expect("within the session");
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let after = conn
-            .send(MetadataRequest::default().with_topics(Some(Vec::new())), None)
+            .send(
+                MetadataRequest::default().with_topics(Some(Vec::new())),
+                None,
+            )
             .await;
         assert!(after.is_err(), "the expired session must be closed");
     });
@@ -582,7 +641,10 @@ fn deleting_a_user_closes_their_sessions() {
     runtime().block_on(async {
         let carol = kafka_conn(&b, "carol", "carol-pw").await;
         carol
-            .send(MetadataRequest::default().with_topics(Some(Vec::new())), None)
+            .send(
+                MetadataRequest::default().with_topics(Some(Vec::new())),
+                None,
+            )
             .await
             .expect("carol is signed in");
         let admin = kafka_conn(&b, "admin", ADMIN_PASSWORD).await;
@@ -601,13 +663,20 @@ fn deleting_a_user_closes_their_sessions() {
             )
             .await
             .expect("delete carol");
-        assert!(r.results.iter().all(|x| x.error_code == 0), "{:?}", r.results);
+        assert!(
+            r.results.iter().all(|x| x.error_code == 0),
+            "{:?}",
+            r.results
+        );
         // Her open connection is closed at once, before she sends anything.
         let until = std::time::Instant::now() + Duration::from_secs(5);
         while !carol.is_closed() && std::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(carol.is_closed(), "the deleted user's session was not closed");
+        assert!(
+            carol.is_closed(),
+            "the deleted user's session was not closed"
+        );
     });
 }
 
@@ -624,9 +693,13 @@ fn proxy_protocol_carries_the_real_client_address() {
     let client: std::net::SocketAddr = "203.0.113.7:51000".parse().unwrap();
     runtime().block_on(async {
         // Through a "load balancer": the header first, then Kafka.
-        let mut tcp = tokio::net::TcpStream::connect(b.gateway_plain_addr()).await.unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(b.gateway_plain_addr())
+            .await
+            .unwrap();
         let header = gatehouse_gateway::proxy::encode_header(client, b.gateway_plain_addr());
-        tokio::io::AsyncWriteExt::write_all(&mut tcp, &header).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, &header)
+            .await
+            .unwrap();
         let conn = Connection::from_stream(
             tcp,
             "gateway via proxy",
@@ -641,21 +714,32 @@ fn proxy_protocol_carries_the_real_client_address() {
         )
         .await
         .expect("signed in through the proxy header");
-        conn.send(MetadataRequest::default().with_topics(Some(Vec::new())), None)
-            .await
-            .expect("metadata");
+        conn.send(
+            MetadataRequest::default().with_topics(Some(Vec::new())),
+            None,
+        )
+        .await
+        .expect("metadata");
         // Without the header the connection is refused.
         let direct = kafka_conn_result(&b).await;
-        assert!(direct.is_err(), "a connection without a PROXY header must be refused");
+        assert!(
+            direct.is_err(),
+            "a connection without a PROXY header must be refused"
+        );
     });
     b.terminate();
     let out = Command::new(gatehouse_bin())
-        .args(["audit", "query", b.data_dir().join("audit").to_str().unwrap()])
+        .args([
+            "audit",
+            "query",
+            b.data_dir().join("audit").to_str().unwrap(),
+        ])
         .output()
         .expect("audit query");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.lines().any(|l| l.contains("kafka.Authenticate") && l.contains("203.0.113.7:51000")),
+        text.lines()
+            .any(|l| l.contains("kafka.Authenticate") && l.contains("203.0.113.7:51000")),
         "the authentication event carries the client's address: {text}"
     );
 }

@@ -270,13 +270,13 @@ impl Broker {
         let until = Instant::now() + deadline;
         let mut last: String;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "gatehouse exited with {status} before /health answered 200\n--- broker log ---\n{}",
-                        self.log_tail(200)
-                    );
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "gatehouse exited with {status} before /health answered 200\n--- broker log ---\n{}",
+                    self.log_tail(200)
+                );
             }
             match http_get_status(self.admin_addr(), "/health") {
                 Ok(200) => return,
