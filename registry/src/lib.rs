@@ -25,6 +25,7 @@
 
 pub mod api;
 pub mod compat;
+pub mod contract;
 pub mod error;
 pub mod kafka;
 pub mod schema;
