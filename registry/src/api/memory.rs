@@ -183,6 +183,8 @@ impl State {
             schema_type: e.schema_type,
             references: e.references.clone(),
             schema: e.text.clone(),
+            metadata: None,
+            rule_set: None,
             deleted: v.deleted,
         })
     }
@@ -922,6 +924,8 @@ impl SchemaStore for MemoryStore {
             schema: e.text.clone(),
             schema_type: e.schema_type,
             references: e.references.clone(),
+            metadata: None,
+            rule_set: None,
         })
     }
 

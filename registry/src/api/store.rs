@@ -137,6 +137,12 @@ pub struct SubjectVersion {
     pub references: Vec<Reference>,
     /// Schema text.
     pub schema: String,
+    /// Data-contract metadata (omitted when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<crate::contract::Metadata>,
+    /// Data-contract rule set (omitted when absent).
+    #[serde(rename = "ruleSet", skip_serializing_if = "Option::is_none")]
+    pub rule_set: Option<crate::contract::RuleSet>,
     /// Soft-deleted (only shown when true).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
@@ -157,6 +163,12 @@ pub struct SchemaById {
     /// References (omitted when empty).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub references: Vec<Reference>,
+    /// Data-contract metadata (omitted when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<crate::contract::Metadata>,
+    /// Data-contract rule set (omitted when absent).
+    #[serde(rename = "ruleSet", skip_serializing_if = "Option::is_none")]
+    pub rule_set: Option<crate::contract::RuleSet>,
 }
 
 /// Result of a registration.
