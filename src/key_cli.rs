@@ -10,20 +10,14 @@
 //! Exit codes: 0 success; 1 the server refused the request (401, 403, 404, 409, 422, ...);
 //! 2 usage or connection errors.
 
-use std::time::Duration;
-
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use crate::http_client::{HttpClient, seg};
 
 /// The default variable holding the `--user` password.
 pub const PASSWORD_ENV: &str = "GATEHOUSE_ADMIN_PASSWORD";
-/// Largest answer accepted.
-const MAX_RESPONSE: u64 = 16 * 1024 * 1024;
-/// Time allowed for one request (connect, send, receive).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Subcommand, Debug)]
 pub enum KeyCommand {
@@ -292,21 +286,13 @@ fn print_json(v: &Value) {
 }
 
 /// Percent-encodes one path segment (RFC 3986 unreserved characters stay).
-fn seg(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 impl KeyCommon {
     fn client(&self) -> Result<Client> {
-        let mut c = Client::new(&self.admin_url)?;
+        let mut c = HttpClient::new(&self.admin_url, "--admin-url", false, None)?.with_media(
+            "gatehouse-key-cli",
+            "application/json",
+            "application/json",
+        );
         if self.user.is_empty() || self.user.contains(['\r', '\n', ':']) {
             bail!("--user must be non-empty, without ':' or line breaks");
         }
@@ -317,193 +303,24 @@ impl KeyCommon {
                 self.password_env
             )
         })?;
-        use base64::Engine;
-        let raw = format!("{}:{password}", self.user);
-        let auth = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(raw)
-        );
-        c.authorization = Some(auth);
-        Ok(c)
+        c.basic(&self.user, &password)?;
+        Ok(Client(c))
     }
 }
 
-/// A minimal plain-HTTP/1.1 client for the admin listener.
-struct Client {
-    host: String,
-    port: u16,
-    base: String,
-    /// The `Authorization` header value (never printed).
-    authorization: Option<String>,
-}
+/// The admin API client: 2xx JSON, or [`Failure::Refused`].
+struct Client(HttpClient);
 
 impl Client {
-    fn new(url: &str) -> Result<Self> {
-        let Some(rest) = url.strip_prefix("http://") else {
-            bail!(
-                "--admin-url {url}: expected http://HOST[:PORT][/PATH] (the admin listener is plain HTTP on loopback)"
-            );
-        };
-        let (authority, base) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-            None => (rest, ""),
-        };
-        if authority.contains('@') {
-            bail!("--admin-url {url}: credentials in the URL are not supported");
-        }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() && !p.contains(']') => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| anyhow!("--admin-url {url}: bad port '{p}'"))?,
-            ),
-            _ => (authority, 80),
-        };
-        if host.is_empty() {
-            bail!("--admin-url {url}: no host");
-        }
-        Ok(Client {
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
-            port,
-            base: base.to_string(),
-            authorization: None,
-        })
-    }
-
-    /// One request; a 2xx JSON answer, or the server's error.
     async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, Failure> {
-        let (status, text) =
-            tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(method, path, body))
-                .await
-                .map_err(|_| anyhow!("{method} {path}: no answer within {REQUEST_TIMEOUT:?}"))??;
-        let json: Value = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        if (200..300).contains(&status) {
-            return Ok(json);
-        }
-        let code = json.get("error_code").and_then(Value::as_i64).unwrap_or(0);
-        let message = json
-            .get("message")
-            .and_then(Value::as_str)
-            .map_or_else(|| json.to_string(), str::to_string);
-        Err(Failure::Refused {
-            status,
-            code,
-            message,
-        })
-    }
-
-    async fn exchange(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<(u16, String)> {
-        let addr = format!("{}:{}", self.host, self.port);
-        let mut stream = TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .with_context(|| format!("cannot connect to the admin API at {addr}"))?;
-        let payload = body.map(Value::to_string).unwrap_or_default();
-        let host_header = if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            addr.clone()
-        };
-        let mut req = format!(
-            "{method} {}{path} HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\n\
-             Accept: application/json\r\nUser-Agent: gatehouse-key-cli\r\n",
-            self.base
-        );
-        if body.is_some() {
-            req.push_str("Content-Type: application/json\r\n");
-        }
-        if let Some(a) = &self.authorization {
-            req.push_str(&format!("Authorization: {a}\r\n"));
-        }
-        req.push_str(&format!("Content-Length: {}\r\n\r\n", payload.len()));
-        req.push_str(&payload);
-        stream
-            .write_all(req.as_bytes())
-            .await
-            .with_context(|| format!("cannot send to the admin API at {addr}"))?;
-        let mut raw = Vec::new();
-        (&mut stream)
-            .take(MAX_RESPONSE)
-            .read_to_end(&mut raw)
-            .await
-            .with_context(|| format!("cannot read the answer of the admin API at {addr}"))?;
-        parse_response(&raw).with_context(|| format!("bad HTTP answer from {addr}"))
-    }
-}
-
-/// Parses a whole HTTP/1.x response: status and body (Content-Length, chunked, or to EOF).
-fn parse_response(raw: &[u8]) -> Result<(u16, String)> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| anyhow!("no end of headers"))?;
-    let head = std::str::from_utf8(&raw[..end]).context("headers are not UTF-8")?;
-    let rest = &raw[end + 4..];
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow!("bad status line"))?;
-    let mut chunked = false;
-    let mut length: Option<usize> = None;
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            let k = k.trim().to_ascii_lowercase();
-            let v = v.trim();
-            if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
-                chunked = true;
-            } else if k == "content-length" {
-                length = Some(v.parse().map_err(|_| anyhow!("bad Content-Length"))?);
-            }
-        }
-    }
-    let body = if chunked {
-        dechunk(rest)?
-    } else if let Some(n) = length {
-        rest.get(..n)
-            .ok_or_else(|| anyhow!("answer shorter than its Content-Length"))?
-            .to_vec()
-    } else {
-        rest.to_vec()
-    };
-    Ok((
-        status,
-        String::from_utf8(body).context("body is not UTF-8")?,
-    ))
-}
-
-fn dechunk(mut s: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let nl = s
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or_else(|| anyhow!("truncated chunk size"))?;
-        let size_text = std::str::from_utf8(&s[..nl]).context("bad chunk size")?;
-        let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let n = usize::from_str_radix(size_text, 16).map_err(|_| anyhow!("bad chunk size"))?;
-        if n == 0 {
-            return Ok(out);
-        }
-        let data = s
-            .get(nl + 2..nl + 2 + n)
-            .ok_or_else(|| anyhow!("truncated chunk"))?;
-        out.extend_from_slice(data);
-        s = s.get(nl + 4 + n..).unwrap_or_default();
+        self.0
+            .call(method, path, body)
+            .await?
+            .map_err(|e| Failure::Refused {
+                status: e.status,
+                code: e.code,
+                message: e.message,
+            })
     }
 }
 
@@ -512,33 +329,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls() {
-        let c = Client::new("http://127.0.0.1:9090/base/").expect("url");
-        assert_eq!(
-            (c.host.as_str(), c.port, c.base.as_str()),
-            ("127.0.0.1", 9090, "/base")
-        );
-        assert!(Client::new("https://x").is_err());
-        assert!(Client::new("http://u:p@x").is_err());
-        assert_eq!(
-            Client::new("http://[::1]:8")
-                .map(|c| c.host)
-                .ok()
-                .as_deref(),
-            Some("::1")
-        );
-    }
-
-    #[test]
-    fn responses_and_segments() {
-        let (s, b) = parse_response(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 2\r\n\r\n{}")
-            .expect("parse");
-        assert_eq!((s, b.as_str()), (403, "{}"));
-        let (s, b) = parse_response(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n",
-        )
-        .expect("parse");
-        assert_eq!((s, b.as_str()), (200, "ab"));
-        assert_eq!(seg("orders-*"), "orders-%2A");
+    fn admin_urls_are_plain_http() {
+        let common = KeyCommon {
+            admin_url: "https://127.0.0.1:8080".into(),
+            user: "admin".into(),
+            password_env: "GATEHOUSE_TEST_UNSET_VARIABLE".into(),
+            json: false,
+        };
+        assert!(common.client().is_err());
     }
 }

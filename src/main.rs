@@ -10,7 +10,9 @@ mod admin;
 mod audit_cli;
 mod audit_service;
 mod config;
+mod doctor;
 mod gateway_service;
+mod http_client;
 mod key_cli;
 mod schema_cli;
 mod user_cli;
@@ -61,6 +63,14 @@ enum Command {
     /// Key-encryption keys through the admin API: list, status, create, rotate, retire, destroy.
     #[command(subcommand)]
     Key(key_cli::KeyCommand),
+    /// Check a running deployment: health, clock skew, TLS expiry, upstream, audit, disk.
+    Doctor(doctor::DoctorArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Every flag of the contract; each is also a config key and a `GATEHOUSE_<KEY>` variable.
@@ -509,6 +519,13 @@ fn main() -> Result<()> {
         Command::User(cmd) => std::process::exit(user_cli::run(cmd)),
         Command::Acl(cmd) => std::process::exit(acl_cli::run(cmd)),
         Command::Key(cmd) => std::process::exit(key_cli::run(cmd)),
+        Command::Doctor(args) => std::process::exit(doctor::run(args)),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "gatehouse", &mut std::io::stdout());
+            return Ok(());
+        }
         Command::Audit(cmd) => {
             if let Err(e) = audit_cli::run(cmd) {
                 eprintln!("{e:#}");

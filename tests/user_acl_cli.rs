@@ -583,3 +583,80 @@ fn refusals_and_connection_errors() {
     expect(&r, 2);
     assert!(r.stderr.contains("--new-password-env"), "{}", r.stderr);
 }
+
+/// `gatehouse doctor` against a healthy `serve`: every check ok, exit 0, JSON output parses;
+/// pointed at an admin port nobody listens on: that check fails and the exit code is 1.
+/// `gatehouse completions bash` prints a script naming the subcommands.
+#[test]
+fn doctor_and_completions() {
+    let broker = Broker::start_with(BrokerOptions {
+        serve: true,
+        ..Default::default()
+    });
+    let data = broker.data_dir();
+    let data = data.to_str().unwrap();
+    let admin = broker.admin_addr().to_string();
+    let gateway = broker.gateway_tls_addr().to_string();
+    let registry = broker.registry_addr().to_string();
+    let broker_addr = broker.broker_addr().to_string();
+    let base = [
+        "doctor",
+        "--data-dir",
+        data,
+        "--admin-listen",
+        &admin,
+        "--gateway-listen",
+        &gateway,
+        "--registry-listen",
+        &registry,
+        "--broker-listen",
+        &broker_addr,
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--output", "json"]);
+    let run = gatehouse(&broker, &args, &[], "");
+    expect(&run, 0);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["ok"], true, "{doc}");
+    let checks = doc["checks"].as_array().unwrap();
+    let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
+    for want in [
+        "admin /health",
+        "clock skew",
+        "gateway certificate",
+        "gateway Kafka",
+        "schema registry",
+        "upstream",
+        "audit trail",
+        "disk space",
+    ] {
+        assert!(names.contains(&want), "{want} missing in {names:?}");
+    }
+    for c in checks {
+        // Disk space may legitimately warn on a full CI disk; everything else must be ok.
+        if c["name"] != "disk space" {
+            assert_eq!(c["verdict"], "ok", "{c}");
+        }
+    }
+
+    // The admin API is not where the flags say: that check fails, exit 1, table output.
+    let dead = common::free_port().to_string();
+    let dead_admin = format!("127.0.0.1:{dead}");
+    let mut args = base.to_vec();
+    args[4] = &dead_admin;
+    let run = gatehouse(&broker, &args, &[], "");
+    expect(&run, 1);
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("admin /health")),
+        "{}",
+        run.stdout
+    );
+
+    let run = gatehouse(&broker, &["completions", "bash"], &[], "");
+    expect(&run, 0);
+    for sub in ["serve", "doctor", "schema", "audit", "key"] {
+        assert!(run.stdout.contains(sub), "completion lacks {sub}");
+    }
+}
