@@ -102,22 +102,43 @@ pub struct Rule {
     /// Action on failure (`ERROR` when absent; `DLQ` sends the record to `params["dlq.topic"]`).
     #[serde(default, rename = "onFailure", skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<String>,
-    /// Disabled rules are kept but not run.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// Disabled rules are kept but not run (`null` reads as `false`, as Confluent's clients
+    /// send it).
+    #[serde(
+        default,
+        deserialize_with = "null_is_false",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub disabled: bool,
+}
+
+fn null_is_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(false))
 }
 
 /// `ruleSet` of a schema version.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RuleSet {
     /// Rules between versions (stored, not run by Gatehouse).
-    #[serde(default, rename = "migrationRules", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "migrationRules",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub migration_rules: Option<Vec<Rule>>,
     /// Rules on the data (CONDITION/CEL run on the produce path).
-    #[serde(default, rename = "domainRules", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "domainRules",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub domain_rules: Option<Vec<Rule>>,
     /// Rules on the encoded bytes (stored, not run).
-    #[serde(default, rename = "encodingRules", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "encodingRules",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encoding_rules: Option<Vec<Rule>>,
 }
 
@@ -154,6 +175,9 @@ mod tests {
         assert_eq!(r.rule_type, "CEL");
         assert_eq!(r.on_failure.as_deref(), Some("DLQ"));
         let back = serde_json::to_string(&rs).unwrap();
+        let nulls: Rule =
+            serde_json::from_str(r#"{"name":"n","type":"CEL","disabled":null}"#).unwrap();
+        assert!(!nulls.disabled);
         let again: RuleSet = serde_json::from_str(&back).unwrap();
         assert_eq!(rs, again);
     }

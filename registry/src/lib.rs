@@ -8,7 +8,12 @@
 //! * [`compat`]: the seven Confluent compatibility levels and per-format checkers that report
 //!   Confluent's difference-type names, paths and verbose messages.
 //! * [`api`]: the Confluent REST API as an axum [`axum::Router`] over the async
-//!   [`api::SchemaStore`] trait, with the in-memory [`api::MemoryStore`].
+//!   [`api::SchemaStore`] trait, with the in-memory [`api::MemoryStore`]; data-contract
+//!   `metadata`/`ruleSet` stored per version with Confluent's merge rules, config defaults and
+//!   overrides, and derived schema GUIDs ([`api::governance`]).
+//! * Protobuf schemas registered as base64 `FileDescriptorProto`s (confluent-kafka's
+//!   serializer) are printed to `.proto` ([`schema::proto_print`]); `format=serialized`
+//!   returns descriptors.
 //!
 //! * [`kafka`]: [`kafka::KafkaStore`], the store whose durable state is the compacted
 //!   `_schemas` topic in Confluent's record layout ([`kafka::record`]), replayed into a

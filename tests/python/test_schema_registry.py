@@ -270,3 +270,121 @@ def test_avro_serde_round_trip_through_the_broker(serve, sr):
     finally:
         c.close()
     assert got == records
+
+
+def test_data_contract_metadata_rule_set_and_guid(serve, sr):
+    """metadata and ruleSet registered through SchemaRegistryClient are stored and read back;
+    the same text with another rule set is a new version and id; GUID and metadata lookups."""
+    from confluent_kafka.schema_registry.common.schema_registry_client import (
+        Metadata, MetadataProperties, MetadataTags, Rule, RuleKind, RuleMode, RuleSet)
+
+    def rule(expr):
+        return Rule("positive-age", None, RuleKind.CONDITION, RuleMode.WRITE, "CEL", None, None,
+                    expr, None, "ERROR", None)
+
+    subj = unique("py-contract") + "-value"
+    md = Metadata(MetadataTags({"py.User.name": ["PII"]}), MetadataProperties({"owner": "team-py"}),
+                  None)
+    first = sr.register_schema_full_response(
+        subj, Schema(USER_V1, "AVRO", [], md, RuleSet(None, [rule("message.age > 0")])))
+    assert first.guid
+
+    fresh = SchemaRegistryClient(serve.sr_conf)  # no client cache
+    latest = fresh.get_latest_version(subj)
+    assert latest.schema_id == first.schema_id
+    assert latest.schema.metadata.properties.properties == {"owner": "team-py"}
+    assert latest.schema.metadata.tags.tags == {"py.User.name": ["PII"]}
+    assert latest.schema.rule_set.domain_rules[0].expr == "message.age > 0"
+    assert latest.schema.rule_set.domain_rules[0].kind == RuleKind.CONDITION
+
+    by_id = fresh.get_schema(first.schema_id)
+    assert by_id.rule_set.domain_rules[0].name == "positive-age"
+    by_guid = fresh.get_schema_by_guid(str(first.guid))
+    assert by_guid.schema_str == by_id.schema_str
+    assert by_guid.metadata.properties.properties == {"owner": "team-py"}
+
+    # Registering the same text without a rule set inherits the latest's: same version.
+    assert sr.register_schema(subj, Schema(USER_V1, "AVRO")) == first.schema_id
+    # Another rule set: a new version with a new id and GUID.
+    second = sr.register_schema_full_response(
+        subj, Schema(USER_V1, "AVRO", [], md, RuleSet(None, [rule("message.age > 17")])))
+    assert second.schema_id != first.schema_id
+    assert str(second.guid) != str(first.guid)
+    assert SchemaRegistryClient(serve.sr_conf).get_latest_version(subj).version == 2
+
+    got = fresh.get_latest_with_metadata(subj, {"owner": "team-py"})
+    assert (got.version, got.schema_id) == (2, second.schema_id)
+
+    # An invalid rule set is 42210.
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+    with pytest.raises(SchemaRegistryError) as e:
+        sr.register_schema(subj, Schema(USER_V1, "AVRO", [], None,
+                                        RuleSet(None, [rule("a"), rule("b")])))
+    assert e.value.error_code == 42210
+
+
+def test_protobuf_descriptor_registration_and_serialized_format(serve, sr):
+    """A base64 FileDescriptorProto (as ProtobufSerializer registers) is accepted and
+    `format=serialized` returns one."""
+    import base64
+
+    from google.protobuf import descriptor_pb2
+
+    subj = unique("py-proto-desc") + "-value"
+    sid = sr.register_schema(subj, Schema(PROTO, "PROTOBUF"))
+    fresh = SchemaRegistryClient(serve.sr_conf)
+    serialized = fresh.get_schema(sid, fmt="serialized").schema_str
+    fd = descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(serialized))
+    assert fd.package == "py" and fd.message_type[0].name == "Order"
+    # The descriptor registers as the same schema, and as .proto text in a new subject.
+    assert sr.register_schema(subj, Schema(serialized, "PROTOBUF")) == sid
+    other = sr.register_schema(unique("py-proto-desc2") + "-value", Schema(serialized, "PROTOBUF"))
+    assert "message Order {" in fresh.get_schema(other).schema_str
+
+
+def test_guid_header_wire_format_through_the_validating_gateway(serve, sr):
+    """AvroSerializer with the GUID in the `__value_schema_id` header (Confluent's
+    header_schema_id_serializer) produces to a topic with full validation: the gateway resolves
+    the GUID through the registry's store; AvroDeserializer reads it back by GUID. An unknown
+    GUID is refused."""
+    if not hasattr(serve, "kafka"):
+        pytest.skip("needs the gateway of gatehouse serve")
+    from confluent_kafka.schema_registry import header_schema_id_serializer
+
+    topic = unique("py-guid")
+    admin = AdminClient(dict(serve.kafka))
+    for f in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1,
+                                           config={"gatehouse.value.schema.validation": "full"})]
+                                 ).values():
+        f.result(timeout=TIMEOUT_S)
+    ser = AvroSerializer(sr, USER_V1, conf={"schema.id.serializer": header_schema_id_serializer})
+    de = AvroDeserializer(SchemaRegistryClient(serve.sr_conf))
+    record = {"name": "guid-user", "age": 33}
+    headers = []
+    value = ser(record, SerializationContext(topic, MessageField.VALUE, headers))
+    assert headers and headers[0][0] == "__value_schema_id" and headers[0][1][0] == 1
+
+    results = []
+    p = Producer(dict(serve.kafka))
+    p.produce(topic, value=value, headers=headers, on_delivery=lambda err, _m: results.append(err))
+    assert p.flush(TIMEOUT_S) == 0
+    # A refused record fails its whole batch: produced on its own.
+    unknown = [("__value_schema_id", b"\x01" + bytes(16))]
+    p.produce(topic, value=value, headers=unknown, on_delivery=lambda err, _m: results.append(err))
+    assert p.flush(TIMEOUT_S) == 0
+    assert results[0] is None
+    assert results[1] is not None, "a record with an unknown GUID is refused"
+
+    c = Consumer(dict(serve.kafka, **{"group.id": unique("py-guid-g"), "enable.auto.commit": False}))
+    c.assign([TopicPartition(topic, 0, 0)])
+    got = None
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        while got is None and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            got = de(m.value(), SerializationContext(topic, MessageField.VALUE, m.headers()))
+    finally:
+        c.close()
+    assert got == record

@@ -226,6 +226,8 @@ pub fn requirement(method: &Method, route: &str) -> Requirement {
         | "/schemas/ids/{id}/schema"
         | "/schemas/ids/{id}/subjects"
         | "/schemas/ids/{id}/versions"
+        | "/schemas/guids/{guid}"
+        | "/schemas/guids/{guid}/ids"
             if get =>
         {
             Requirement::Handler
@@ -240,6 +242,7 @@ pub fn requirement(method: &Method, route: &str) -> Requirement {
         "/subjects/{subject}/versions/{version}"
         | "/subjects/{subject}/versions/{version}/schema"
         | "/subjects/{subject}/versions/{version}/referencedby"
+        | "/subjects/{subject}/metadata"
             if get =>
         {
             Requirement::Subject(READ)

@@ -1,19 +1,25 @@
 //! [`MemoryStore`]: the in-memory [`SchemaStore`]. Ids are global, one per distinct schema
-//! (type + stored text + references), never reused; the same schema under two subjects keeps
-//! its id; deletes follow Confluent's two-step rule (soft first, then `permanent=true`); a
-//! referenced version cannot be deleted; IMPORT mode takes caller-chosen ids and skips
-//! compatibility checks; READONLY refuses writes.
+//! (type + stored text + references + metadata + rule set, see [`super::governance`]), each
+//! with a derived GUID, never reused; registration merges metadata and rule sets as Confluent
+//! does (request or latest version, config default under, override over); the same schema
+//! under two subjects keeps its id; deletes follow Confluent's two-step rule (soft first,
+//! then `permanent=true`); a referenced version cannot be deleted; IMPORT mode takes
+//! caller-chosen ids and skips compatibility checks; READONLY refuses writes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 
+use super::governance::{
+    derive_guid, guid_to_string, identity, merge_metadata, merge_rule_sets, validate_rule_set,
+};
 use super::store::{
-    CompatibilityResult, Listing, Mode, Registered, RegistryError, SchemaById, SchemaRequest,
-    SchemaStore, StoreResult, SubjectVersion, SubjectVersionRef, VersionSpec,
+    CompatibilityResult, ConfigRecord, Listing, Mode, Registered, RegistryError, SchemaById,
+    SchemaRequest, SchemaStore, StoreResult, SubjectVersion, SubjectVersionRef, VersionSpec,
 };
 use crate::compat::{self, CompatibilityLevel};
+use crate::contract::{Metadata, RuleSet};
 use crate::schema::{ParsedSchema, Reference, ResolvedReference, SchemaType, fingerprint_of};
 
 #[derive(Debug, Clone)]
@@ -22,7 +28,12 @@ struct SchemaEntry {
     text: String,
     references: Vec<Reference>,
     parsed: Arc<ParsedSchema>,
+    metadata: Option<Metadata>,
+    rule_set: Option<RuleSet>,
+    guid: [u8; 16],
+    /// Identity: format fingerprint plus metadata and rule set ([`identity`]).
     fingerprint: String,
+    /// The same over the normalised form.
     normalized_fingerprint: String,
 }
 
@@ -36,7 +47,7 @@ struct VersionEntry {
 #[derive(Debug, Default)]
 struct Subject {
     versions: Vec<VersionEntry>,
-    config: Option<CompatibilityLevel>,
+    config: Option<ConfigRecord>,
     mode: Option<Mode>,
 }
 
@@ -53,9 +64,10 @@ impl Subject {
 struct State {
     schemas: BTreeMap<i32, SchemaEntry>,
     by_fingerprint: HashMap<String, i32>,
+    by_guid: HashMap<[u8; 16], BTreeSet<i32>>,
     subjects: BTreeMap<String, Subject>,
     max_id: i32,
-    config: Option<CompatibilityLevel>,
+    config: Option<ConfigRecord>,
     mode: Option<Mode>,
 }
 
@@ -81,6 +93,21 @@ impl MemoryStore {
         self.state
             .write()
             .map_err(|_| RegistryError::Store("state lock poisoned".into()))
+    }
+}
+
+fn guid_not_found(guid: &[u8; 16]) -> RegistryError {
+    RegistryError::SchemaNotFound(format!("Schema {} not found", guid_to_string(guid)))
+}
+
+#[async_trait]
+impl crate::validate::GuidLookup for MemoryStore {
+    async fn id_for_guid(&self, guid: [u8; 16]) -> StoreResult<Option<i32>> {
+        Ok(self
+            .read()?
+            .by_guid
+            .get(&guid)
+            .and_then(|ids| ids.first().copied()))
     }
 }
 
@@ -116,9 +143,81 @@ impl State {
     fn level(&self, subject: &str) -> CompatibilityLevel {
         self.subjects
             .get(subject)
-            .and_then(|s| s.config)
-            .or(self.config)
+            .and_then(|s| s.config.as_ref())
+            .and_then(|c| c.compatibility)
+            .or(self.config.as_ref().and_then(|c| c.compatibility))
             .unwrap_or_default()
+    }
+
+    /// The subject's config, falling back field-wise to the global one.
+    fn effective_config(&self, subject: &str) -> ConfigRecord {
+        let global = self.config.clone().unwrap_or_default();
+        match self.subjects.get(subject).and_then(|s| s.config.as_ref()) {
+            Some(c) => c.or(&global),
+            None => global,
+        }
+    }
+
+    /// The latest live version of a subject with its schema.
+    fn latest_live(&self, subject: &str) -> Option<(VersionEntry, &SchemaEntry)> {
+        let v = *self.subjects.get(subject)?.live().last()?;
+        Some((v, self.schemas.get(&v.id)?))
+    }
+
+    /// Confluent's `maybeSetMetadataRuleSet`: the request's metadata and rule set, else the
+    /// previous version's, with the config default under them and the override over them.
+    fn contract_for(
+        &self,
+        subject: &str,
+        req: &SchemaRequest,
+        previous: Option<&SchemaEntry>,
+    ) -> (Option<Metadata>, Option<RuleSet>) {
+        let cfg = self.effective_config(subject);
+        let md = req
+            .metadata
+            .clone()
+            .or_else(|| previous.and_then(|p| p.metadata.clone()));
+        let rs = req
+            .rule_set
+            .clone()
+            .or_else(|| previous.and_then(|p| p.rule_set.clone()));
+        let md = merge_metadata(
+            merge_metadata(cfg.default_metadata.as_ref(), md.as_ref()).as_ref(),
+            cfg.override_metadata.as_ref(),
+        );
+        let rs = merge_rule_sets(
+            merge_rule_sets(cfg.default_rule_set.as_ref(), rs.as_ref()).as_ref(),
+            cfg.override_rule_set.as_ref(),
+        );
+        (md, rs)
+    }
+
+    /// The live (or, with `deleted`, any) version of `subject` holding `parsed` with this
+    /// metadata and rule set, newest first.
+    fn find_same(
+        &self,
+        subject: &str,
+        parsed: &ParsedSchema,
+        text: &str,
+        contract: (Option<&Metadata>, Option<&RuleSet>),
+        normalize: bool,
+        deleted: bool,
+    ) -> Option<VersionEntry> {
+        let fp = fingerprint_of(parsed.schema_type(), text, parsed.references());
+        let ident = identity(&fp, contract.0, contract.1);
+        let nident = identity(&parsed.fingerprint(true), contract.0, contract.1);
+        let loose = normalize || parsed.from_descriptor();
+        let s = self.subjects.get(subject)?;
+        s.versions
+            .iter()
+            .rev()
+            .filter(|v| deleted || !v.deleted)
+            .find(|v| {
+                self.schemas.get(&v.id).is_some_and(|e| {
+                    e.fingerprint == ident || (loose && e.normalized_fingerprint == nident)
+                })
+            })
+            .copied()
     }
 
     fn mode_of(&self, subject: &str) -> Mode {
@@ -183,8 +282,9 @@ impl State {
             schema_type: e.schema_type,
             references: e.references.clone(),
             schema: e.text.clone(),
-            metadata: None,
-            rule_set: None,
+            metadata: e.metadata.clone(),
+            rule_set: e.rule_set.clone(),
+            guid: guid_to_string(&e.guid),
             deleted: v.deleted,
         })
     }
@@ -225,7 +325,15 @@ impl State {
             .collect();
         for id in dead {
             if let Some(e) = self.schemas.remove(&id) {
-                self.by_fingerprint.remove(&e.fingerprint);
+                if self.by_fingerprint.get(&e.fingerprint) == Some(&id) {
+                    self.by_fingerprint.remove(&e.fingerprint);
+                }
+                if let Some(ids) = self.by_guid.get_mut(&e.guid) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.by_guid.remove(&e.guid);
+                    }
+                }
             }
         }
         self.subjects
@@ -288,12 +396,13 @@ pub enum Change {
         /// Subject.
         subject: String,
     },
-    /// Global (`subject: None`) or subject compatibility; `level: None` removes it.
+    /// Global (`subject: None`) or subject config (compatibility and data-contract defaults
+    /// and overrides); `config: None` removes it.
     Config {
         /// Subject, or `None` for the global setting.
         subject: Option<String>,
-        /// New level, or `None` (tombstone).
-        level: Option<CompatibilityLevel>,
+        /// The whole new record, or `None` (tombstone).
+        config: Option<ConfigRecord>,
     },
     /// Global or subject mode; `mode: None` removes it.
     Mode {
@@ -324,6 +433,12 @@ pub struct SchemaRecord {
     pub schema: String,
     /// References.
     pub references: Vec<Reference>,
+    /// Data-contract metadata.
+    pub metadata: Option<Metadata>,
+    /// Data-contract rule set.
+    pub rule_set: Option<RuleSet>,
+    /// GUID as written in the record (`None`: derived when applied).
+    pub guid: Option<[u8; 16]>,
     /// Soft-deleted.
     pub deleted: bool,
 }
@@ -349,7 +464,7 @@ pub enum WriteOp {
     },
     SetConfig {
         subject: Option<String>,
-        level: CompatibilityLevel,
+        update: ConfigRecord,
     },
     DeleteConfig {
         subject: Option<String>,
@@ -484,6 +599,9 @@ impl State {
             schema_type: e.schema_type,
             schema: e.text.clone(),
             references: e.references.clone(),
+            metadata: e.metadata.clone(),
+            rule_set: e.rule_set.clone(),
+            guid: Some(e.guid),
             deleted,
         })
     }
@@ -503,32 +621,48 @@ impl State {
                 version,
                 permanent,
             } => self.plan_delete_version(&subject, version, permanent),
-            WriteOp::SetConfig { subject, level } => {
+            WriteOp::SetConfig { subject, update } => {
                 if let Some(s) = &subject {
                     subject_name_ok(s)?;
                 }
+                for rs in [&update.default_rule_set, &update.override_rule_set]
+                    .into_iter()
+                    .flatten()
+                {
+                    validate_rule_set(rs)?;
+                }
+                let old = match &subject {
+                    None => self.config.clone(),
+                    Some(s) => self.subjects.get(s).and_then(|x| x.config.clone()),
+                }
+                .unwrap_or_default();
                 Ok(Plan::new(
                     WriteOut::Done,
                     vec![Change::Config {
                         subject,
-                        level: Some(level),
+                        config: Some(old.updated(&update)),
                     }],
                 ))
             }
             WriteOp::DeleteConfig { subject } => {
                 let prev = match &subject {
-                    None => self.config.unwrap_or_default(),
+                    None => self
+                        .config
+                        .as_ref()
+                        .and_then(|c| c.compatibility)
+                        .unwrap_or_default(),
                     Some(s) => self
                         .subjects
                         .get(s)
-                        .and_then(|x| x.config)
+                        .and_then(|x| x.config.as_ref())
+                        .map(|c| c.compatibility.unwrap_or_default())
                         .ok_or_else(|| RegistryError::SubjectNotFound(s.to_string()))?,
                 };
                 Ok(Plan::new(
                     WriteOut::Level(prev),
                     vec![Change::Config {
                         subject,
-                        level: None,
+                        config: None,
                     }],
                 ))
             }
@@ -582,32 +716,62 @@ impl State {
     fn plan_register(
         &self,
         subject: &str,
-        req: SchemaRequest,
+        mut req: SchemaRequest,
         normalize: bool,
     ) -> StoreResult<Plan> {
         subject_name_ok(subject)?;
         let mode = self.writable(subject)?;
+        if let Some(rs) = &req.rule_set {
+            validate_rule_set(rs)?;
+        }
+        let previous = self.latest_live(subject);
+        // An empty schema re-registers the latest one (with new metadata or rules), as
+        // Confluent's `maybePopulateFromPrevious` does.
+        if req.schema.as_deref().is_none_or(|t| t.trim().is_empty())
+            && let Some((_, e)) = previous
+        {
+            req.schema = Some(e.text.clone());
+            req.schema_type = Some(e.schema_type.as_str().to_string());
+            req.references = Some(e.references.clone());
+        }
+        let (metadata, rule_set) = if mode == Mode::Import {
+            (req.metadata.clone(), req.rule_set.clone())
+        } else {
+            self.contract_for(subject, &req, previous.map(|p| p.1))
+        };
+        if let Some(rs) = &rule_set {
+            validate_rule_set(rs)?;
+        }
         let parsed = self.parse(&req)?;
         let text = parsed.stored_string(normalize).to_string();
-        let fp = fingerprint_of(parsed.schema_type(), &text, parsed.references());
-        let nfp = parsed.fingerprint(true);
+        let fp = identity(
+            &fingerprint_of(parsed.schema_type(), &text, parsed.references()),
+            metadata.as_ref(),
+            rule_set.as_ref(),
+        );
         // Idempotent: an identical live version is returned as is.
-        if let Some(s) = self.subjects.get(subject) {
-            for v in s.live() {
-                if let Some(e) = self.schemas.get(&v.id) {
-                    let same =
-                        e.fingerprint == fp || (normalize && e.normalized_fingerprint == nfp);
-                    if same && req.id.is_none_or(|id| id == v.id) {
-                        return Ok(Plan::new(
-                            WriteOut::Registered(Registered {
-                                id: v.id,
-                                version: v.version,
-                            }),
-                            Vec::new(),
-                        ));
-                    }
-                }
-            }
+        if let Some(v) = self.find_same(
+            subject,
+            &parsed,
+            &text,
+            (metadata.as_ref(), rule_set.as_ref()),
+            normalize,
+            false,
+        ) && req.id.is_none_or(|id| id == v.id)
+        {
+            let guid = self
+                .schemas
+                .get(&v.id)
+                .map(|e| guid_to_string(&e.guid))
+                .unwrap_or_default();
+            return Ok(Plan::new(
+                WriteOut::Registered(Registered {
+                    id: v.id,
+                    version: v.version,
+                    guid,
+                }),
+                Vec::new(),
+            ));
         }
         if mode != Mode::Import {
             if req
@@ -671,6 +835,10 @@ impl State {
             }
             _ => next,
         };
+        let guid = self
+            .schemas
+            .get(&id)
+            .map_or_else(|| derive_guid(&fp), |e| e.guid);
         let mut changes = Vec::with_capacity(2);
         if id > self.max_id {
             changes.push(Change::IdHighWater { id });
@@ -682,10 +850,17 @@ impl State {
             schema_type: parsed.schema_type(),
             schema: text,
             references: parsed.references().to_vec(),
+            metadata,
+            rule_set,
+            guid: Some(guid),
             deleted: false,
         }));
         Ok(Plan {
-            out: WriteOut::Registered(Registered { id, version }),
+            out: WriteOut::Registered(Registered {
+                id,
+                version,
+                guid: guid_to_string(&guid),
+            }),
             changes,
             parsed: Some(parsed),
         })
@@ -802,11 +977,11 @@ impl State {
                 }
             }
             Change::ClearSubject { .. } => {}
-            Change::Config { subject, level } => match subject {
-                None => self.config = *level,
+            Change::Config { subject, config } => match subject {
+                None => self.config = config.clone(),
                 Some(s) => {
-                    self.subjects.entry(s.clone()).or_default().config = *level;
-                    if level.is_none() {
+                    self.subjects.entry(s.clone()).or_default().config = config.clone();
+                    if config.is_none() {
                         self.gc();
                     }
                 }
@@ -843,19 +1018,29 @@ impl State {
                     }
                 }
             };
-            let fp = fingerprint_of(r.schema_type, &r.schema, &r.references);
+            let (md, rs) = (r.metadata.as_ref(), r.rule_set.as_ref());
+            let fp = identity(
+                &fingerprint_of(r.schema_type, &r.schema, &r.references),
+                md,
+                rs,
+            );
+            let guid = r.guid.unwrap_or_else(|| derive_guid(&fp));
             self.schemas.insert(
                 r.id,
                 SchemaEntry {
                     schema_type: r.schema_type,
                     text: r.schema.clone(),
                     references: r.references.clone(),
-                    normalized_fingerprint: p.fingerprint(true),
+                    normalized_fingerprint: identity(&p.fingerprint(true), md, rs),
                     fingerprint: fp.clone(),
+                    metadata: r.metadata.clone(),
+                    rule_set: r.rule_set.clone(),
+                    guid,
                     parsed: Arc::new(p),
                 },
             );
-            self.by_fingerprint.insert(fp, r.id);
+            self.by_fingerprint.entry(fp).or_insert(r.id);
+            self.by_guid.entry(guid).or_default().insert(r.id);
         }
         self.max_id = self.max_id.max(r.id);
         let subj = self.subjects.entry(r.subject.clone()).or_default();
@@ -896,19 +1081,27 @@ impl SchemaStore for MemoryStore {
         deleted: bool,
     ) -> StoreResult<SubjectVersion> {
         let st = self.read()?;
-        let s = st.subject(subject)?;
+        st.subject(subject)?;
         let parsed = st.parse(&req)?;
-        let fp = fingerprint_of(
-            parsed.schema_type(),
-            parsed.canonical_string(),
-            parsed.references(),
-        );
-        let nfp = parsed.fingerprint(true);
-        for v in s.versions.iter().rev().filter(|v| deleted || !v.deleted) {
-            if let Some(e) = st.schemas.get(&v.id)
-                && (e.fingerprint == fp || (normalize && e.normalized_fingerprint == nfp))
+        let text = parsed.canonical_string();
+        let asked = (req.metadata.as_ref(), req.rule_set.as_ref());
+        if let Some(v) = st.find_same(subject, &parsed, text, asked, normalize, deleted) {
+            return st.subject_version(subject, v);
+        }
+        // Like Confluent: retry with the metadata and rule set a registration would use.
+        if let Some((_, prev)) = st.latest_live(subject) {
+            let (md, rs) = st.contract_for(subject, &req, Some(prev));
+            if (md.as_ref(), rs.as_ref()) != asked
+                && let Some(v) = st.find_same(
+                    subject,
+                    &parsed,
+                    text,
+                    (md.as_ref(), rs.as_ref()),
+                    normalize,
+                    deleted,
+                )
             {
-                return st.subject_version(subject, *v);
+                return st.subject_version(subject, v);
             }
         }
         Err(RegistryError::SchemaNotFound("Schema not found".into()))
@@ -924,8 +1117,9 @@ impl SchemaStore for MemoryStore {
             schema: e.text.clone(),
             schema_type: e.schema_type,
             references: e.references.clone(),
-            metadata: None,
-            rule_set: None,
+            metadata: e.metadata.clone(),
+            rule_set: e.rule_set.clone(),
+            guid: guid_to_string(&e.guid),
         })
     }
 
@@ -1061,17 +1255,9 @@ impl SchemaStore for MemoryStore {
         subject: Option<&str>,
         default_to_global: bool,
     ) -> StoreResult<CompatibilityLevel> {
-        let st = self.read()?;
-        match subject {
-            None => Ok(st.config.unwrap_or_default()),
-            Some(s) => match st.subjects.get(s).and_then(|x| x.config) {
-                Some(l) => Ok(l),
-                None if default_to_global => Ok(st.config.unwrap_or_default()),
-                None => Err(RegistryError::SubjectCompatibilityNotConfigured(
-                    s.to_string(),
-                )),
-            },
-        }
+        let rec = self.config_record(subject, default_to_global).await?;
+        let global = self.read()?.level("");
+        Ok(rec.compatibility.unwrap_or(global))
     }
 
     async fn mode(&self, subject: Option<&str>, default_to_global: bool) -> StoreResult<Mode> {
@@ -1126,5 +1312,72 @@ impl SchemaStore for MemoryStore {
 
     async fn contexts(&self) -> StoreResult<Vec<String>> {
         Ok(vec![".".to_string()])
+    }
+
+    async fn config_record(
+        &self,
+        subject: Option<&str>,
+        default_to_global: bool,
+    ) -> StoreResult<ConfigRecord> {
+        let st = self.read()?;
+        let mut global = st.config.clone().unwrap_or_default();
+        global.compatibility = Some(global.compatibility.unwrap_or_default());
+        match subject {
+            None => Ok(global),
+            Some(s) => match st.subjects.get(s).and_then(|x| x.config.as_ref()) {
+                Some(c) if default_to_global => Ok(c.or(&global)),
+                Some(c) => Ok(c.clone()),
+                None if default_to_global => Ok(global),
+                None => Err(RegistryError::SubjectCompatibilityNotConfigured(
+                    s.to_string(),
+                )),
+            },
+        }
+    }
+
+    async fn schema_by_guid(&self, guid: [u8; 16]) -> StoreResult<SchemaById> {
+        let id = self.ids_by_guid(guid).await?.first().copied();
+        match id {
+            Some(id) => self.schema_by_id(id).await,
+            None => Err(guid_not_found(&guid)),
+        }
+    }
+
+    async fn ids_by_guid(&self, guid: [u8; 16]) -> StoreResult<Vec<i32>> {
+        let st = self.read()?;
+        match st.by_guid.get(&guid) {
+            Some(ids) if !ids.is_empty() => Ok(ids.iter().copied().collect()),
+            _ => Err(guid_not_found(&guid)),
+        }
+    }
+
+    async fn latest_with_metadata(
+        &self,
+        subject: &str,
+        properties: &[(String, String)],
+        deleted: bool,
+    ) -> StoreResult<SubjectVersion> {
+        let st = self.read()?;
+        let s = st.subject(subject)?;
+        let found = s
+            .versions
+            .iter()
+            .rev()
+            .filter(|v| deleted || !v.deleted)
+            .find(|v| {
+                st.schemas.get(&v.id).is_some_and(|e| {
+                    let props = e.metadata.as_ref().and_then(|m| m.properties.as_ref());
+                    properties
+                        .iter()
+                        .all(|(k, val)| props.is_some_and(|p| p.get(k) == Some(val)))
+                })
+            })
+            .copied();
+        match found {
+            Some(v) => st.subject_version(subject, v),
+            None => Err(RegistryError::SchemaNotFound(format!(
+                "Schema with metadata in subject '{subject}' not found"
+            ))),
+        }
     }
 }

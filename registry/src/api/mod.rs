@@ -14,6 +14,7 @@
 
 mod audit;
 pub mod auth;
+pub mod governance;
 mod memory;
 mod store;
 
@@ -36,11 +37,12 @@ pub use auth::{Caller, RegistryAuth};
 pub use memory::{Change, MemoryStore, SchemaRecord};
 pub use memory::{WriteOp, WriteOut};
 pub use store::{
-    CompatibilityResult, Listing, Mode, Registered, RegistryError, SchemaById, SchemaRequest,
-    SchemaStore, StoreResult, SubjectVersion, SubjectVersionRef, VersionSpec,
+    CompatibilityResult, ConfigRecord, Listing, Mode, Registered, RegistryError, SchemaById,
+    SchemaRequest, SchemaStore, StoreResult, SubjectVersion, SubjectVersionRef, VersionSpec,
 };
 
 use crate::compat::CompatibilityLevel;
+use crate::schema::{MAX_REFERENCES, ParsedSchema, Reference, ResolvedReference, SchemaType};
 use gatehouse_policy::{Operation, ResourceType};
 
 /// Content type of every response.
@@ -149,6 +151,105 @@ fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T, Ap
     })
 }
 
+/// A register / lookup / compatibility body: an invalid `ruleSet` (unknown kind or mode, a
+/// missing name or type, duplicate names) is 42210 rather than a generic 422.
+fn schema_request(headers: &HeaderMap, bytes: &Bytes) -> Result<SchemaRequest, ApiError> {
+    let raw: serde_json::Value = body(headers, bytes)?;
+    if let Some(rs) = raw.get("ruleSet") {
+        governance::parse_rule_set(rs)?;
+    }
+    serde_json::from_value(raw).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            422,
+            format!("Unrecognized request body: {e}"),
+        )
+    })
+}
+
+/// `offset` / `limit` paging (Confluent's: offset 0, limit -1 = all).
+fn page<T>(mut all: Vec<T>, q: &HashMap<String, String>) -> Vec<T> {
+    let offset = q
+        .get("offset")
+        .and_then(|o| o.parse::<usize>().ok())
+        .unwrap_or(0);
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<i64>().ok())
+        .filter(|l| *l >= 0)
+        .and_then(|l| usize::try_from(l).ok());
+    if offset >= all.len() {
+        return Vec::new();
+    }
+    all.drain(..offset);
+    if let Some(l) = limit {
+        all.truncate(l);
+    }
+    all
+}
+
+/// Fetches the referenced schemas (transitively) so a stored schema can be parsed again.
+async fn fetch_references(
+    s: &Shared,
+    refs: &[Reference],
+) -> Result<HashMap<(String, i32), ResolvedReference>, ApiError> {
+    let mut out: HashMap<(String, i32), ResolvedReference> = HashMap::new();
+    let mut todo: Vec<Reference> = refs.to_vec();
+    while let Some(r) = todo.pop() {
+        let key = (r.subject.clone(), r.version);
+        if out.contains_key(&key) {
+            continue;
+        }
+        if out.len() >= MAX_REFERENCES {
+            return Err(RegistryError::InvalidSchema(
+                crate::schema::SchemaError::TooManyReferences(MAX_REFERENCES),
+            )
+            .into());
+        }
+        let spec = if r.version == -1 {
+            VersionSpec::Latest
+        } else {
+            VersionSpec::Number(r.version)
+        };
+        let sv = s.version(&r.subject, spec, true).await?;
+        todo.extend(sv.references.iter().cloned());
+        out.insert(
+            key,
+            ResolvedReference {
+                schema: sv.schema,
+                references: sv.references,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The stored schema text in the requested `format` (`serialized`: base64 descriptor for
+/// Protobuf; anything else: the stored text).
+async fn formatted(
+    s: &Shared,
+    schema_type: SchemaType,
+    text: &str,
+    refs: &[Reference],
+    format: Option<&str>,
+) -> Result<String, ApiError> {
+    let wants = format.is_some_and(|f| f.eq_ignore_ascii_case("serialized"));
+    if schema_type != SchemaType::Protobuf || !wants {
+        return Ok(text.to_string());
+    }
+    let resolved = fetch_references(s, refs).await?;
+    let resolver = |r: &Reference| resolved.get(&(r.subject.clone(), r.version)).cloned();
+    let parsed = ParsedSchema::parse(schema_type, text, refs, &resolver)
+        .map_err(RegistryError::InvalidSchema)?;
+    Ok(parsed.formatted(format, text))
+}
+
+fn format_param(q: &HashMap<String, String>) -> Option<&str> {
+    q.get("format")
+        .map(String::as_str)
+        .filter(|f| !f.is_empty())
+}
+
 fn version(s: &str) -> Result<VersionSpec, ApiError> {
     Ok(VersionSpec::parse(s)?)
 }
@@ -227,6 +328,7 @@ pub fn router(store: Arc<dyn SchemaStore>) -> Router {
         .route("/", get(root).post(root))
         .route("/subjects", get(list_subjects))
         .route("/subjects/{subject}", post(lookup).delete(delete_subject))
+        .route("/subjects/{subject}/metadata", get(by_metadata))
         .route(
             "/subjects/{subject}/versions",
             get(list_versions).post(register),
@@ -249,6 +351,8 @@ pub fn router(store: Arc<dyn SchemaStore>) -> Router {
         .route("/schemas/ids/{id}/schema", get(by_id_schema))
         .route("/schemas/ids/{id}/subjects", get(by_id_subjects))
         .route("/schemas/ids/{id}/versions", get(by_id_versions))
+        .route("/schemas/guids/{guid}", get(by_guid))
+        .route("/schemas/guids/{guid}/ids", get(by_guid_ids))
         .route(
             "/config",
             get(get_global_config)
@@ -304,7 +408,20 @@ async fn list_subjects(State(s): State<Shared>, who: Who, Query(q): Q) -> ApiRes
         .subjects(q.get("subjectPrefix").map(String::as_str), listing(&q))
         .await?;
     all.retain(|sub| may(&who, sub, Operation::Describe));
-    ok(&all)
+    ok(&page(all, &q))
+}
+
+/// A `Schema` body with its text in the requested format.
+async fn schema_body(s: &Shared, mut sv: SubjectVersion, q: &HashMap<String, String>) -> ApiResult {
+    sv.schema = formatted(
+        s,
+        sv.schema_type,
+        &sv.schema,
+        &sv.references,
+        format_param(q),
+    )
+    .await?;
+    ok(&sv)
 }
 
 async fn lookup(
@@ -314,10 +431,32 @@ async fn lookup(
     h: HeaderMap,
     b: Bytes,
 ) -> ApiResult {
-    let req: SchemaRequest = body(&h, &b)?;
-    ok(&s
+    let req = schema_request(&h, &b)?;
+    let sv = s
         .lookup(&subject, req, flag(&q, "normalize"), flag(&q, "deleted"))
-        .await?)
+        .await?;
+    schema_body(&s, sv, &q).await
+}
+
+async fn by_metadata(
+    State(s): State<Shared>,
+    Path(subject): Path<String>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> ApiResult {
+    let keys = pairs
+        .iter()
+        .filter(|(k, _)| k == "key")
+        .map(|(_, v)| v.clone());
+    let values = pairs
+        .iter()
+        .filter(|(k, _)| k == "value")
+        .map(|(_, v)| v.clone());
+    let props: Vec<(String, String)> = keys.zip(values).collect();
+    let q: HashMap<String, String> = pairs.iter().cloned().collect();
+    let sv = s
+        .latest_with_metadata(&subject, &props, flag(&q, "deleted"))
+        .await?;
+    schema_body(&s, sv, &q).await
 }
 
 async fn delete_subject(
@@ -333,7 +472,7 @@ async fn list_versions(
     Path(subject): Path<String>,
     Query(q): Q,
 ) -> ApiResult {
-    ok(&s.versions(&subject, listing(&q)).await?)
+    ok(&page(s.versions(&subject, listing(&q)).await?, &q))
 }
 
 async fn register(
@@ -343,9 +482,9 @@ async fn register(
     h: HeaderMap,
     b: Bytes,
 ) -> ApiResult {
-    let req: SchemaRequest = body(&h, &b)?;
+    let req = schema_request(&h, &b)?;
     let r = s.register(&subject, req, flag(&q, "normalize")).await?;
-    ok(&json!({"id": r.id}))
+    ok(&json!({"id": r.id, "version": r.version, "guid": r.guid}))
 }
 
 async fn get_version(
@@ -353,9 +492,10 @@ async fn get_version(
     Path((subject, v)): Path<(String, String)>,
     Query(q): Q,
 ) -> ApiResult {
-    ok(&s
+    let sv = s
         .version(&subject, version(&v)?, flag(&q, "deleted"))
-        .await?)
+        .await?;
+    schema_body(&s, sv, &q).await
 }
 
 async fn get_version_schema(
@@ -366,9 +506,17 @@ async fn get_version_schema(
     let sv = s
         .version(&subject, version(&v)?, flag(&q, "deleted"))
         .await?;
+    let text = formatted(
+        &s,
+        sv.schema_type,
+        &sv.schema,
+        &sv.references,
+        format_param(&q),
+    )
+    .await?;
     Ok((
         [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
-        sv.schema,
+        text,
     )
         .into_response())
 }
@@ -386,8 +534,9 @@ async fn delete_version(
 async fn referenced_by(
     State(s): State<Shared>,
     Path((subject, v)): Path<(String, String)>,
+    Query(q): Q,
 ) -> ApiResult {
-    ok(&s.referenced_by(&subject, version(&v)?).await?)
+    ok(&page(s.referenced_by(&subject, version(&v)?).await?, &q))
 }
 
 async fn list_schemas(State(s): State<Shared>, who: Who, Query(q): Q) -> ApiResult {
@@ -399,7 +548,7 @@ async fn list_schemas(State(s): State<Shared>, who: Who, Query(q): Q) -> ApiResu
         )
         .await?;
     all.retain(|sv| may(&who, &sv.subject, Operation::Describe));
-    ok(&all)
+    ok(&page(all, &q))
 }
 
 async fn types() -> ApiResult {
@@ -416,7 +565,15 @@ async fn by_id(
     if let Err(r) = check_id_access(&s, &who, id).await {
         return Ok(r);
     }
-    let found = s.schema_by_id(id).await?;
+    let mut found = s.schema_by_id(id).await?;
+    found.schema = formatted(
+        &s,
+        found.schema_type,
+        &found.schema,
+        &found.references,
+        format_param(&q),
+    )
+    .await?;
     let mut v = serde_json::to_value(&found)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, 50001, e.to_string()))?;
     if flag(&q, "fetchMaxId")
@@ -427,17 +584,71 @@ async fn by_id(
     ok(&v)
 }
 
-async fn by_id_schema(State(s): State<Shared>, who: Who, Path(id): Path<String>) -> ApiResult {
+async fn by_id_schema(
+    State(s): State<Shared>,
+    who: Who,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult {
     let id = schema_id(&id)?;
     if let Err(r) = check_id_access(&s, &who, id).await {
         return Ok(r);
     }
     let found = s.schema_by_id(id).await?;
+    let text = formatted(
+        &s,
+        found.schema_type,
+        &found.schema,
+        &found.references,
+        format_param(&q),
+    )
+    .await?;
     Ok((
         [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
-        found.schema,
+        text,
     )
         .into_response())
+}
+
+fn guid_param(g: &str) -> Result<[u8; 16], ApiError> {
+    governance::parse_guid(g)
+        .ok_or_else(|| RegistryError::SchemaNotFound(format!("Schema {g} not found")).into())
+}
+
+async fn by_guid(
+    State(s): State<Shared>,
+    who: Who,
+    Path(g): Path<String>,
+    Query(q): Q,
+) -> ApiResult {
+    let guid = guid_param(&g)?;
+    let ids = s.ids_by_guid(guid).await?;
+    if let Some(id) = ids.first()
+        && let Err(r) = check_id_access(&s, &who, *id).await
+    {
+        return Ok(r);
+    }
+    let mut found = s.schema_by_guid(guid).await?;
+    found.schema = formatted(
+        &s,
+        found.schema_type,
+        &found.schema,
+        &found.references,
+        format_param(&q),
+    )
+    .await?;
+    ok(&found)
+}
+
+async fn by_guid_ids(State(s): State<Shared>, who: Who, Path(g): Path<String>) -> ApiResult {
+    let guid = guid_param(&g)?;
+    let ids = s.ids_by_guid(guid).await?;
+    if let Some(id) = ids.first()
+        && let Err(r) = check_id_access(&s, &who, *id).await
+    {
+        return Ok(r);
+    }
+    ok(&ids)
 }
 
 async fn by_id_subjects(
@@ -452,7 +663,7 @@ async fn by_id_subjects(
     }
     let mut all = s.subjects_by_id(id, flag(&q, "deleted")).await?;
     all.retain(|sub| may(&who, sub, Operation::Read));
-    ok(&all)
+    ok(&page(all, &q))
 }
 
 async fn by_id_versions(
@@ -467,29 +678,72 @@ async fn by_id_versions(
     }
     let mut all = s.versions_by_id(id, flag(&q, "deleted")).await?;
     all.retain(|sv| may(&who, &sv.subject, Operation::Read));
-    ok(&all)
+    ok(&page(all, &q))
 }
 
+/// `PUT /config` body (`ConfigUpdateRequest`): the fields it sets replace the stored ones.
 #[derive(serde::Deserialize)]
 struct ConfigBody {
     #[serde(default)]
     compatibility: Option<String>,
+    #[serde(default, rename = "defaultMetadata")]
+    default_metadata: Option<crate::contract::Metadata>,
+    #[serde(default, rename = "overrideMetadata")]
+    override_metadata: Option<crate::contract::Metadata>,
+    #[serde(default, rename = "defaultRuleSet")]
+    default_rule_set: Option<serde_json::Value>,
+    #[serde(default, rename = "overrideRuleSet")]
+    override_rule_set: Option<serde_json::Value>,
 }
 
-fn level(b: &ConfigBody) -> Result<CompatibilityLevel, ApiError> {
-    let raw = b.compatibility.clone().unwrap_or_default();
-    raw.parse::<CompatibilityLevel>()
-        .map_err(|_| RegistryError::InvalidCompatibilityLevel(raw).into())
+fn config_update(b: ConfigBody) -> Result<ConfigRecord, ApiError> {
+    let compatibility = match &b.compatibility {
+        Some(raw) => Some(
+            raw.parse::<CompatibilityLevel>()
+                .map_err(|_| RegistryError::InvalidCompatibilityLevel(raw.clone()))?,
+        ),
+        None => None,
+    };
+    let rule_set = |v: &Option<serde_json::Value>| -> Result<_, ApiError> {
+        Ok(match v {
+            Some(v) => governance::parse_rule_set(v)?,
+            None => None,
+        })
+    };
+    let rec = ConfigRecord {
+        compatibility,
+        default_metadata: b.default_metadata.clone(),
+        override_metadata: b.override_metadata.clone(),
+        default_rule_set: rule_set(&b.default_rule_set)?,
+        override_rule_set: rule_set(&b.override_rule_set)?,
+    };
+    if rec.is_empty() {
+        return Err(RegistryError::InvalidCompatibilityLevel(String::new()).into());
+    }
+    Ok(rec)
+}
+
+/// The PUT answer: Confluent echoes the request with `compatibility` (not
+/// `compatibilityLevel`).
+fn config_put_body(rec: &ConfigRecord) -> ApiResult {
+    let mut v = serde_json::to_value(rec)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, 50001, e.to_string()))?;
+    if let Some(o) = v.as_object_mut()
+        && let Some(l) = o.remove("compatibilityLevel")
+    {
+        o.insert("compatibility".into(), l);
+    }
+    ok(&v)
 }
 
 async fn get_global_config(State(s): State<Shared>) -> ApiResult {
-    ok(&json!({"compatibilityLevel": s.config(None, true).await?}))
+    ok(&s.config_record(None, true).await?)
 }
 
 async fn put_global_config(State(s): State<Shared>, h: HeaderMap, b: Bytes) -> ApiResult {
-    let l = level(&body(&h, &b)?)?;
-    s.set_config(None, l).await?;
-    ok(&json!({"compatibility": l}))
+    let rec = config_update(body(&h, &b)?)?;
+    s.update_config(None, rec.clone()).await?;
+    config_put_body(&rec)
 }
 
 async fn delete_global_config(State(s): State<Shared>) -> ApiResult {
@@ -501,7 +755,13 @@ async fn get_config(
     Path(subject): Path<String>,
     Query(q): Q,
 ) -> ApiResult {
-    ok(&json!({"compatibilityLevel": s.config(Some(&subject), flag(&q, "defaultToGlobal")).await?}))
+    let mut rec = s
+        .config_record(Some(&subject), flag(&q, "defaultToGlobal"))
+        .await?;
+    if rec.compatibility.is_none() {
+        rec.compatibility = Some(s.config(Some(&subject), true).await?);
+    }
+    ok(&rec)
 }
 
 async fn put_config(
@@ -510,9 +770,9 @@ async fn put_config(
     h: HeaderMap,
     b: Bytes,
 ) -> ApiResult {
-    let l = level(&body(&h, &b)?)?;
-    s.set_config(Some(&subject), l).await?;
-    ok(&json!({"compatibility": l}))
+    let rec = config_update(body(&h, &b)?)?;
+    s.update_config(Some(&subject), rec.clone()).await?;
+    config_put_body(&rec)
 }
 
 async fn delete_config(State(s): State<Shared>, Path(subject): Path<String>) -> ApiResult {
@@ -584,7 +844,7 @@ async fn compat_version(
     b: Bytes,
 ) -> ApiResult {
     let spec = version(&v)?;
-    let req: SchemaRequest = body(&h, &b)?;
+    let req = schema_request(&h, &b)?;
     let r = s
         .check_compatibility(&subject, Some(spec), req, flag(&q, "normalize"))
         .await?;
@@ -598,7 +858,7 @@ async fn compat_all(
     h: HeaderMap,
     b: Bytes,
 ) -> ApiResult {
-    let req: SchemaRequest = body(&h, &b)?;
+    let req = schema_request(&h, &b)?;
     let r = s
         .check_compatibility(&subject, None, req, flag(&q, "normalize"))
         .await?;

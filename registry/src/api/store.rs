@@ -98,6 +98,13 @@ pub struct SchemaRequest {
     /// Caller-chosen version (IMPORT mode).
     #[serde(default)]
     pub version: Option<i32>,
+    /// Data-contract metadata (absent: inherited from the latest version, see
+    /// [`super::governance`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<crate::contract::Metadata>,
+    /// Data-contract rule set (absent: inherited from the latest version).
+    #[serde(default, rename = "ruleSet", skip_serializing_if = "Option::is_none")]
+    pub rule_set: Option<crate::contract::RuleSet>,
 }
 
 impl SchemaRequest {
@@ -143,6 +150,9 @@ pub struct SubjectVersion {
     /// Data-contract rule set (omitted when absent).
     #[serde(rename = "ruleSet", skip_serializing_if = "Option::is_none")]
     pub rule_set: Option<crate::contract::RuleSet>,
+    /// GUID of the schema id (see [`super::governance`]).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub guid: String,
     /// Soft-deleted (only shown when true).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
@@ -169,15 +179,97 @@ pub struct SchemaById {
     /// Data-contract rule set (omitted when absent).
     #[serde(rename = "ruleSet", skip_serializing_if = "Option::is_none")]
     pub rule_set: Option<crate::contract::RuleSet>,
+    /// GUID of the schema id (see [`super::governance`]).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub guid: String,
 }
 
 /// Result of a registration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Registered {
     /// Global id.
     pub id: i32,
     /// Version within the subject.
     pub version: i32,
+    /// GUID of the id.
+    pub guid: String,
+}
+
+/// A compatibility config record (global or per subject): Confluent's `Config` with the
+/// data-contract defaults and overrides. Absent fields are unset (they fall back to the global
+/// record, then to the built-in default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigRecord {
+    /// Compatibility level.
+    #[serde(
+        rename = "compatibilityLevel",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub compatibility: Option<CompatibilityLevel>,
+    /// Metadata applied when a registration has none.
+    #[serde(
+        rename = "defaultMetadata",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub default_metadata: Option<crate::contract::Metadata>,
+    /// Metadata merged over every registration.
+    #[serde(
+        rename = "overrideMetadata",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub override_metadata: Option<crate::contract::Metadata>,
+    /// Rule set applied when a registration has none.
+    #[serde(
+        rename = "defaultRuleSet",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub default_rule_set: Option<crate::contract::RuleSet>,
+    /// Rule set merged over every registration.
+    #[serde(
+        rename = "overrideRuleSet",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub override_rule_set: Option<crate::contract::RuleSet>,
+}
+
+impl ConfigRecord {
+    /// True when nothing is set.
+    pub fn is_empty(&self) -> bool {
+        *self == ConfigRecord::default()
+    }
+
+    /// `self` with every field that `update` sets replaced.
+    pub fn updated(&self, update: &ConfigRecord) -> ConfigRecord {
+        ConfigRecord {
+            compatibility: update.compatibility.or(self.compatibility),
+            default_metadata: update
+                .default_metadata
+                .clone()
+                .or_else(|| self.default_metadata.clone()),
+            override_metadata: update
+                .override_metadata
+                .clone()
+                .or_else(|| self.override_metadata.clone()),
+            default_rule_set: update
+                .default_rule_set
+                .clone()
+                .or_else(|| self.default_rule_set.clone()),
+            override_rule_set: update
+                .override_rule_set
+                .clone()
+                .or_else(|| self.override_rule_set.clone()),
+        }
+    }
+
+    /// Field-wise fallback: `self`'s values, else `global`'s.
+    pub fn or(&self, global: &ConfigRecord) -> ConfigRecord {
+        global.updated(self)
+    }
 }
 
 /// `(subject, version)` pair of `/schemas/ids/{id}/versions`.
@@ -274,6 +366,9 @@ pub enum RegistryError {
     /// 42208
     #[error("The specified subject is not valid: {0}")]
     InvalidSubject(String),
+    /// 42210
+    #[error("Invalid ruleset: {0}")]
+    InvalidRuleSet(String),
     /// 50001
     #[error("Error in the backend data store - {0}")]
     Store(String),
@@ -300,6 +395,7 @@ impl RegistryError {
             RegistryError::OperationNotPermitted(_) => 42205,
             RegistryError::ReferenceExists(..) => 42206,
             RegistryError::InvalidSubject(_) => 42208,
+            RegistryError::InvalidRuleSet(_) => 42210,
             RegistryError::Store(_) => 50001,
         }
     }
@@ -419,13 +515,33 @@ pub trait SchemaStore: Send + Sync {
         subject: Option<&str>,
         level: CompatibilityLevel,
     ) -> StoreResult<()> {
+        self.update_config(
+            subject,
+            ConfigRecord {
+                compatibility: Some(level),
+                ..ConfigRecord::default()
+            },
+        )
+        .await
+    }
+    /// Updates the global or subject-level config: the fields `update` sets replace the stored
+    /// ones, the others are kept.
+    async fn update_config(&self, subject: Option<&str>, update: ConfigRecord) -> StoreResult<()> {
         self.execute_write(WriteOp::SetConfig {
             subject: subject.map(str::to_string),
-            level,
+            update,
         })
         .await?
         .done()
     }
+    /// The stored config record: global (`None`, with the default level filled in) or
+    /// subject-level (falling back field-wise to the global one when asked; 40408 when the
+    /// subject has none and no fallback is asked).
+    async fn config_record(
+        &self,
+        subject: Option<&str>,
+        default_to_global: bool,
+    ) -> StoreResult<ConfigRecord>;
     /// Removes a subject-level config (or resets the global one); returns the previous level.
     async fn delete_config(&self, subject: Option<&str>) -> StoreResult<CompatibilityLevel> {
         self.execute_write(WriteOp::DeleteConfig {
@@ -464,4 +580,16 @@ pub trait SchemaStore: Send + Sync {
     ) -> StoreResult<CompatibilityResult>;
     /// Contexts (only the default context `.` exists for now).
     async fn contexts(&self) -> StoreResult<Vec<String>>;
+    /// Schema by GUID (40403 when unknown).
+    async fn schema_by_guid(&self, guid: [u8; 16]) -> StoreResult<SchemaById>;
+    /// Ids sharing a GUID, ascending (40403 when unknown).
+    async fn ids_by_guid(&self, guid: [u8; 16]) -> StoreResult<Vec<i32>>;
+    /// The latest version of `subject` whose `metadata.properties` hold every `(key, value)`
+    /// pair (40401 unknown subject, 40403 none matches).
+    async fn latest_with_metadata(
+        &self,
+        subject: &str,
+        properties: &[(String, String)],
+        deleted: bool,
+    ) -> StoreResult<SubjectVersion>;
 }

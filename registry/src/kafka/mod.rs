@@ -30,8 +30,9 @@ use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
 use crate::api::{
-    CompatibilityResult, Listing, MemoryStore, Mode, RegistryError, SchemaById, SchemaRequest,
-    SchemaStore, StoreResult, SubjectVersion, SubjectVersionRef, VersionSpec, WriteOp, WriteOut,
+    CompatibilityResult, ConfigRecord, Listing, MemoryStore, Mode, RegistryError, SchemaById,
+    SchemaRequest, SchemaStore, StoreResult, SubjectVersion, SubjectVersionRef, VersionSpec,
+    WriteOp, WriteOut,
 };
 use crate::compat::CompatibilityLevel;
 
@@ -406,5 +407,51 @@ impl SchemaStore for KafkaStore {
 
     async fn contexts(&self) -> StoreResult<Vec<String>> {
         self.state.contexts().await
+    }
+
+    async fn config_record(
+        &self,
+        subject: Option<&str>,
+        default_to_global: bool,
+    ) -> StoreResult<ConfigRecord> {
+        read_through!(
+            self,
+            self.state.config_record(subject, default_to_global).await
+        )
+    }
+
+    async fn schema_by_guid(&self, guid: [u8; 16]) -> StoreResult<SchemaById> {
+        read_through!(self, self.state.schema_by_guid(guid).await)
+    }
+
+    async fn ids_by_guid(&self, guid: [u8; 16]) -> StoreResult<Vec<i32>> {
+        read_through!(self, self.state.ids_by_guid(guid).await)
+    }
+
+    async fn latest_with_metadata(
+        &self,
+        subject: &str,
+        properties: &[(String, String)],
+        deleted: bool,
+    ) -> StoreResult<SubjectVersion> {
+        read_through!(
+            self,
+            self.state
+                .latest_with_metadata(subject, properties, deleted)
+                .await
+        )
+    }
+}
+
+/// GUIDs of the `0x01` wire format, for the gateway's validator: answered from memory, and
+/// after reading the log to its end when unknown (another node may have just registered it).
+#[async_trait]
+impl crate::validate::GuidLookup for KafkaStore {
+    async fn id_for_guid(&self, guid: [u8; 16]) -> StoreResult<Option<i32>> {
+        if let Some(id) = self.state.id_for_guid(guid).await? {
+            return Ok(Some(id));
+        }
+        self.catch_up().await?;
+        self.state.id_for_guid(guid).await
     }
 }

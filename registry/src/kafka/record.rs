@@ -3,9 +3,9 @@
 //!
 //! | change | key | value |
 //! |---|---|---|
-//! | [`Change::Schema`] | `{"keytype":"SCHEMA","subject":S,"version":V,"magic":1}` | `{"subject","version","id","schemaType" (not for AVRO),"schema","references","deleted"}` |
+//! | [`Change::Schema`] | `{"keytype":"SCHEMA","subject":S,"version":V,"magic":1}` | `{"subject","version","id","schemaType" (not for AVRO),"schema","references","metadata"?,"ruleSet"?,"guid","deleted"}` |
 //! | [`Change::SchemaRemoved`] | the `SCHEMA` key | tombstone (null) |
-//! | [`Change::Config`] | `{"keytype":"CONFIG","subject":S or null,"magic":0}` | `{"compatibilityLevel":L}` or tombstone |
+//! | [`Change::Config`] | `{"keytype":"CONFIG","subject":S or null,"magic":0}` | `{"compatibilityLevel":L?,"defaultMetadata"?,"overrideMetadata"?,"defaultRuleSet"?,"overrideRuleSet"?}` or tombstone |
 //! | [`Change::Mode`] | `{"keytype":"MODE","subject":S or null,"magic":0}` | `{"mode":M}` or tombstone |
 //! | [`Change::DeleteSubject`] | `{"keytype":"DELETE_SUBJECT","subject":S,"magic":0}` | `{"subject":S,"version":V}` |
 //! | [`Change::ClearSubject`] | `{"keytype":"CLEAR_SUBJECT","subject":S,"magic":0}` | `{"subject":S}` |
@@ -17,11 +17,17 @@
 //! Keys are read in any field order. `NOOP` records, tombstones of `DELETE_SUBJECT`,
 //! `CLEAR_SUBJECT` and `ID_HIGH_WATER` keys, and unknown key types (`CONTEXT`, `ASSOC`, ...)
 //! decode to `None` (no state change).
+//!
+//! `guid` is written with every `SCHEMA` value (Confluent writes one too); a value without it
+//! gets the derived GUID when applied (see [`crate::api::governance`]). `metadata` and
+//! `ruleSet` are omitted when absent (Confluent writes `null`; both are read).
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Change, Mode, SchemaRecord};
+use crate::api::governance::{guid_to_string, parse_guid};
+use crate::api::{Change, ConfigRecord, Mode, SchemaRecord};
 use crate::compat::CompatibilityLevel;
+use crate::contract::{Metadata, RuleSet};
 use crate::schema::{Reference, SchemaType};
 
 /// A record that is not valid registry JSON.
@@ -67,14 +73,49 @@ struct SchemaValue {
     schema: String,
     #[serde(default)]
     references: Vec<Reference>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    metadata: Option<Metadata>,
+    #[serde(default, rename = "ruleSet", skip_serializing_if = "Option::is_none")]
+    rule_set: Option<RuleSet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    guid: Option<String>,
     #[serde(default)]
     deleted: bool,
 }
 
 #[derive(Serialize, Deserialize)]
 struct ConfigValue {
-    #[serde(rename = "compatibilityLevel", alias = "compatibility")]
-    compatibility_level: String,
+    #[serde(
+        rename = "compatibilityLevel",
+        alias = "compatibility",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    compatibility_level: Option<String>,
+    #[serde(
+        rename = "defaultMetadata",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    default_metadata: Option<Metadata>,
+    #[serde(
+        rename = "overrideMetadata",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    override_metadata: Option<Metadata>,
+    #[serde(
+        rename = "defaultRuleSet",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    default_rule_set: Option<RuleSet>,
+    #[serde(
+        rename = "overrideRuleSet",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    override_rule_set: Option<RuleSet>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -124,6 +165,9 @@ pub fn encode(change: &Change) -> Result<(Vec<u8>, Option<Vec<u8>>), RecordError
                     .then(|| r.schema_type.as_str().to_string()),
                 schema: r.schema.clone(),
                 references: r.references.clone(),
+                metadata: r.metadata.clone(),
+                rule_set: r.rule_set.clone(),
+                guid: r.guid.as_ref().map(guid_to_string),
                 deleted: r.deleted,
             })?),
         ),
@@ -144,12 +188,17 @@ pub fn encode(change: &Change) -> Result<(Vec<u8>, Option<Vec<u8>>), RecordError
                 subject: subject.clone(),
             })?),
         ),
-        Change::Config { subject, level } => (
+        Change::Config { subject, config } => (
             json(&key("CONFIG", Some(subject.as_deref()), None))?,
-            level
-                .map(|l| {
+            config
+                .as_ref()
+                .map(|c| {
                     json(&ConfigValue {
-                        compatibility_level: l.as_str().to_string(),
+                        compatibility_level: c.compatibility.map(|l| l.as_str().to_string()),
+                        default_metadata: c.default_metadata.clone(),
+                        override_metadata: c.override_metadata.clone(),
+                        default_rule_set: c.default_rule_set.clone(),
+                        override_rule_set: c.override_rule_set.clone(),
                     })
                 })
                 .transpose()?,
@@ -201,17 +250,31 @@ pub fn decode(key_bytes: &[u8], value_bytes: Option<&[u8]>) -> Result<Option<Cha
                 schema_type,
                 schema: v.schema,
                 references: v.references,
+                metadata: v.metadata,
+                rule_set: v.rule_set,
+                guid: v.guid.as_deref().and_then(parse_guid),
                 deleted: v.deleted,
             }))
         }
         ("CONFIG", v) => Some(Change::Config {
             subject: k.subject,
-            level: v
+            config: v
                 .map(|v| {
                     let c: ConfigValue = value(v, "CONFIG")?;
-                    c.compatibility_level
-                        .parse::<CompatibilityLevel>()
-                        .map_err(|_| bad(format!("compatibility {}", c.compatibility_level)))
+                    let compatibility = c
+                        .compatibility_level
+                        .map(|l| {
+                            l.parse::<CompatibilityLevel>()
+                                .map_err(|_| bad(format!("compatibility {l}")))
+                        })
+                        .transpose()?;
+                    Ok::<_, RecordError>(ConfigRecord {
+                        compatibility,
+                        default_metadata: c.default_metadata,
+                        override_metadata: c.override_metadata,
+                        default_rule_set: c.default_rule_set,
+                        override_rule_set: c.override_rule_set,
+                    })
                 })
                 .transpose()?,
         }),
@@ -260,8 +323,18 @@ mod tests {
                 r#"{{"type":"record","name":"R{id}","fields":[{{"name":"a","type":"int"}}]}}"#
             ),
             references: Vec::new(),
+            metadata: None,
+            rule_set: None,
+            guid: None,
             deleted,
         }
+    }
+
+    fn level(l: CompatibilityLevel) -> Option<ConfigRecord> {
+        Some(ConfigRecord {
+            compatibility: Some(l),
+            ..ConfigRecord::default()
+        })
     }
 
     fn text(b: &[u8]) -> &str {
@@ -285,7 +358,7 @@ mod tests {
 
         let (k, v) = encode(&Change::Config {
             subject: None,
-            level: Some(CompatibilityLevel::Full),
+            config: level(CompatibilityLevel::Full),
         })
         .unwrap();
         assert_eq!(text(&k), r#"{"keytype":"CONFIG","subject":null,"magic":0}"#);
@@ -325,6 +398,20 @@ mod tests {
     #[test]
     fn every_change_round_trips() {
         let mut proto = rec("p", 2, 3, true);
+        proto.guid = Some([7u8; 16]);
+        proto.metadata = Some(Metadata {
+            tags: Some([("M.a".to_string(), ["PII".to_string()].into())].into()),
+            ..Metadata::default()
+        });
+        proto.rule_set = Some(RuleSet {
+            domain_rules: Some(vec![crate::contract::Rule {
+                name: "pos".into(),
+                rule_type: "CEL".into(),
+                expr: Some("message.a > 0".into()),
+                ..Default::default()
+            }]),
+            ..RuleSet::default()
+        });
         proto.schema_type = SchemaType::Protobuf;
         proto.schema = "syntax = \"proto3\"; message M { int32 a = 1; }".into();
         proto.references = vec![Reference {
@@ -348,11 +435,29 @@ mod tests {
             },
             Change::Config {
                 subject: Some("s".into()),
-                level: Some(CompatibilityLevel::None),
+                config: level(CompatibilityLevel::None),
+            },
+            Change::Config {
+                subject: Some("g".into()),
+                config: Some(ConfigRecord {
+                    default_metadata: Some(Metadata {
+                        properties: Some([("owner".to_string(), "x".to_string())].into()),
+                        ..Metadata::default()
+                    }),
+                    override_rule_set: Some(RuleSet {
+                        domain_rules: Some(vec![crate::contract::Rule {
+                            name: "r".into(),
+                            rule_type: "CEL".into(),
+                            ..Default::default()
+                        }]),
+                        ..RuleSet::default()
+                    }),
+                    ..ConfigRecord::default()
+                }),
             },
             Change::Config {
                 subject: None,
-                level: None,
+                config: None,
             },
             Change::Mode {
                 subject: None,
@@ -407,7 +512,7 @@ mod tests {
             Change::Schema(rec("b", 1, 2, false)),
             Change::Config {
                 subject: Some("a".into()),
-                level: Some(CompatibilityLevel::Full),
+                config: level(CompatibilityLevel::Full),
             },
             Change::DeleteSubject {
                 subject: "b".into(),
@@ -420,7 +525,7 @@ mod tests {
             },
             Change::Config {
                 subject: Some("a".into()),
-                level: None,
+                config: None,
             },
         ];
         let store = MemoryStore::new();
@@ -460,5 +565,71 @@ mod tests {
         };
         let r = compacted.register("c", req, false).await.unwrap();
         assert_eq!(r.id, 3);
+    }
+
+    /// A registration with metadata and a rule set, written as records and replayed into a
+    /// fresh store: contract, GUID and id survive; a record without `guid` derives the same one.
+    #[tokio::test]
+    async fn contract_and_guid_survive_replay() {
+        use crate::api::{SchemaRequest, WriteOp};
+        let a = MemoryStore::new();
+        let req = SchemaRequest {
+            schema: Some(
+                r#"{"type":"record","name":"P","fields":[{"name":"n","type":"long"}]}"#.into(),
+            ),
+            metadata: Some(Metadata {
+                properties: Some([("owner".to_string(), "x".to_string())].into()),
+                ..Metadata::default()
+            }),
+            rule_set: Some(RuleSet {
+                domain_rules: Some(vec![crate::contract::Rule {
+                    name: "pos".into(),
+                    rule_type: "CEL".into(),
+                    expr: Some("message.n > 0".into()),
+                    ..Default::default()
+                }]),
+                ..RuleSet::default()
+            }),
+            ..Default::default()
+        };
+        let plan = a
+            .plan(WriteOp::Register {
+                subject: "p".into(),
+                req,
+                normalize: false,
+            })
+            .unwrap();
+        a.apply(&plan.changes, None).unwrap();
+        let original = a.version("p", VersionSpec::Latest, false).await.unwrap();
+
+        let (b, c) = (MemoryStore::new(), MemoryStore::new());
+        for change in &plan.changes {
+            let (k, v) = encode(change).unwrap();
+            let v = v.unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&v).unwrap();
+            if let Some(g) = json.get("guid") {
+                assert_eq!(g, &serde_json::json!(original.guid));
+            }
+            b.apply(&[decode(&k, Some(&v)).unwrap().unwrap()], None)
+                .unwrap();
+            // An older writer's record: no guid.
+            let mut stripped = json.clone();
+            if let Some(o) = stripped.as_object_mut() {
+                o.remove("guid");
+            }
+            let v2 = serde_json::to_vec(&stripped).unwrap();
+            c.apply(&[decode(&k, Some(&v2)).unwrap().unwrap()], None)
+                .unwrap();
+        }
+        for store in [&b, &c] {
+            let got = store
+                .version("p", VersionSpec::Latest, false)
+                .await
+                .unwrap();
+            assert_eq!(got, original);
+            let mut g = [0u8; 16];
+            g.copy_from_slice(&hex::decode(original.guid.replace('-', "")).unwrap());
+            assert_eq!(store.ids_by_guid(g).await.unwrap(), vec![original.id]);
+        }
     }
 }

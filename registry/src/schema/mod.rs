@@ -10,6 +10,7 @@
 
 pub mod avro;
 pub mod json;
+pub mod proto_print;
 pub mod protobuf;
 
 use std::collections::HashSet;
@@ -291,6 +292,23 @@ impl ParsedSchema {
     /// The format-specific model.
     pub fn parsed(&self) -> &Parsed {
         &self.parsed
+    }
+
+    /// True for a Protobuf schema submitted as a base64 `FileDescriptorProto` (such a schema
+    /// also matches stored versions by its normalised form: a descriptor has no layout).
+    pub fn from_descriptor(&self) -> bool {
+        matches!(&self.parsed, Parsed::Protobuf(p) if p.from_descriptor())
+    }
+
+    /// The schema in a requested `format`: `serialized` gives the base64 `FileDescriptorProto`
+    /// of a Protobuf schema; other formats (and other types) give the stored text.
+    pub fn formatted(&self, format: Option<&str>, stored: &str) -> String {
+        match (&self.parsed, format) {
+            (Parsed::Protobuf(p), Some(f)) if f.eq_ignore_ascii_case("serialized") => {
+                p.serialized()
+            }
+            _ => stored.to_string(),
+        }
     }
 
     /// The canonical string stored by the registry (Confluent's `canonicalString`).

@@ -2,7 +2,12 @@
 //! schema's references, then the well-known types), kept as a `prost-reflect` descriptor pool
 //! for the compatibility checker.
 //!
-//! The canonical string is the submitted text (trimmed). The normalised form is printed from
+//! A schema whose text is not `.proto` but the base64 of a serialized `FileDescriptorProto`
+//! (what confluent-kafka's `ProtobufSerializer` registers) is printed to `.proto` text by
+//! [`super::proto_print`] and compiled from that; the printed text is then its canonical
+//! string. [`ProtobufSchema::serialized`] gives the reverse (`format=serialized`).
+//!
+//! The canonical string of a `.proto` text is the submitted text (trimmed). The normalised form is printed from
 //! the descriptors: comments and layout dropped, imports sorted, fields ordered by number,
 //! type names fully qualified, common options sorted. Files using constructs the printer does
 //! not reproduce (extensions, groups, custom options) normalise to their canonical string.
@@ -28,6 +33,27 @@ pub struct ProtobufSchema {
     text: String,
     pool: DescriptorPool,
     file: FileDescriptor,
+    from_descriptor: bool,
+}
+
+/// Decodes `text` as base64 of a `FileDescriptorProto`, when it is one.
+fn decode_descriptor(text: &str) -> Option<FileDescriptorProto> {
+    use base64::Engine as _;
+    use prost::Message as _;
+    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    if compact.is_empty()
+        || !compact
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+    {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .ok()?;
+    let fd = FileDescriptorProto::decode(bytes.as_slice()).ok()?;
+    // Short words are valid base64 too and may decode to an empty descriptor: not a schema.
+    (fd != FileDescriptorProto::default()).then_some(fd)
 }
 
 struct MemoryResolver {
@@ -85,6 +111,25 @@ fn brace_depth(text: &str) -> usize {
 impl ProtobufSchema {
     /// Compiles `text`; `deps` supply imported files by import path.
     pub fn parse(text: &str, deps: &[Dependency]) -> Result<Self, SchemaError> {
+        match Self::compile(text, deps) {
+            Ok(s) => Ok(s),
+            Err(e) => match decode_descriptor(text) {
+                Some(fd) => {
+                    let printed = super::proto_print::print(&fd)?;
+                    let mut s = Self::compile(&printed, deps).map_err(|e2| {
+                        SchemaError::Invalid(format!(
+                            "base64 FileDescriptorProto does not compile: {e2}"
+                        ))
+                    })?;
+                    s.from_descriptor = true;
+                    Ok(s)
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    fn compile(text: &str, deps: &[Dependency]) -> Result<Self, SchemaError> {
         for t in std::iter::once(text).chain(deps.iter().map(|d| d.schema.as_str())) {
             if brace_depth(t) > MAX_DEPTH {
                 return Err(SchemaError::TooDeep(MAX_DEPTH));
@@ -111,7 +156,28 @@ impl ProtobufSchema {
             text: text.trim().to_string(),
             pool,
             file,
+            from_descriptor: false,
         })
+    }
+
+    /// True when the schema was submitted as a base64 `FileDescriptorProto`.
+    pub fn from_descriptor(&self) -> bool {
+        self.from_descriptor
+    }
+
+    /// The file's `FileDescriptorProto` (without source info, named `default.proto`).
+    pub fn descriptor_proto(&self) -> FileDescriptorProto {
+        let mut fd = self.file.file_descriptor_proto().clone();
+        fd.source_code_info = None;
+        fd.name = Some("default.proto".to_string());
+        fd
+    }
+
+    /// Base64 of the serialized `FileDescriptorProto` (Confluent's `format=serialized`).
+    pub fn serialized(&self) -> String {
+        use base64::Engine as _;
+        use prost::Message as _;
+        base64::engine::general_purpose::STANDARD.encode(self.descriptor_proto().encode_to_vec())
     }
 
     /// The compiled file.
