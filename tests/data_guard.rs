@@ -10,6 +10,11 @@
 //!   that does not decode against its schema is refused; DescribeConfigs shows the setting;
 //!   deleting it turns validation off again.
 //! * librdkafka sees INVALID_RECORD too.
+//! * Data contracts: a schema registered over REST with a `ruleSet` (CEL `CONDITION` rule)
+//!   refuses records that fail the rule, naming the rule, the schema and the subject; the
+//!   refused record lands in the topic's dead-letter topic with its error headers.
+//! * The PAN guard finds a card number in an Avro `long` (decoded field), and never copies it
+//!   to the dead-letter topic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -49,8 +54,13 @@ fn serve() -> Broker {
 
 /// Registers `schema` under `subject` (REST over HTTPS as admin), returns its id.
 fn register(b: &Broker, subject: &str, schema: &str) -> i32 {
+    register_body(b, subject, json!({ "schema": schema }))
+}
+
+/// Registers a request body (schema, ruleSet, metadata) under `subject`, returns its id.
+fn register_body(b: &Broker, subject: &str, body: Value) -> i32 {
     use base64::Engine;
-    let body = json!({ "schema": schema }).to_string();
+    let body = body.to_string();
     let config = gatehouse_gateway::tls::client_config(&b.ca_pem(), None).expect("tls config");
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let conn = rustls::ClientConnection::new(config, name).expect("tls client");
@@ -563,4 +573,205 @@ fn encrypted_batches_that_outgrow_the_limit_are_split() {
         }
     }
     assert_eq!(got, n);
+}
+
+/// Appends Avro's zig-zag varint encoding of `v`.
+fn avro_long(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        let b = (z & 0x7f) as u8;
+        z >>= 7;
+        if z == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn avro_longs(values: &[i64]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in values {
+        avro_long(&mut out, *v);
+    }
+    out
+}
+
+/// The records of partition 0 of `topic` (waits until `n` are there).
+fn read_records(b: &Broker, topic: &str, n: usize) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::message::Message;
+    let c = rdkafka_admin_consumer(b);
+    poll_until(OP_DEADLINE, "the dead-letter topic has records", || {
+        c.fetch_watermarks(topic, 0, Duration::from_secs(2))
+            .ok()
+            .filter(|(lo, hi)| hi - lo >= n as i64)
+    });
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let mut got = Vec::new();
+    let until = std::time::Instant::now() + OP_DEADLINE;
+    while got.len() < n && std::time::Instant::now() < until {
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            let m = m.expect("fetch");
+            assert!(m.payload().is_some());
+            got.push(m.detach());
+        }
+    }
+    assert_eq!(got.len(), n, "records of {topic}");
+    got
+}
+
+fn header(m: &rdkafka::message::OwnedMessage, name: &str) -> Option<String> {
+    use rdkafka::message::{Headers, Message};
+    let h = m.headers()?;
+    (0..h.count())
+        .map(|i| h.get(i))
+        .find(|h| h.key == name)
+        .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).to_string()))
+}
+
+const AMOUNT_SCHEMA: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[{"name":"id","type":"long"},{"name":"amount","type":"long"}]}"#;
+
+#[test]
+fn cel_rules_refuse_records_and_copy_them_to_the_dead_letter_topic() {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::message::Message;
+    let b = serve();
+    let topic = unique("contracts");
+    let dlq = format!("{topic}-dlq");
+    let id = register_body(
+        &b,
+        &format!("{topic}-value"),
+        json!({
+            "schema": AMOUNT_SCHEMA,
+            "ruleSet": {"domainRules": [{
+                "name": "positive_amount", "kind": "CONDITION", "mode": "WRITE",
+                "type": "CEL", "expr": "message.amount > 0"
+            }]}
+        }),
+    );
+    let bad = wire(id, &avro_longs(&[2, -3]));
+    runtime().block_on(async {
+        let conn = admin_conn(&b).await;
+        create(
+            &conn,
+            &topic,
+            &[
+                ("confluent.value.schema.validation", "true"),
+                ("gatehouse.dead.letter.topic", dlq.as_str()),
+            ],
+        )
+        .await;
+        // A record that passes the rule is stored.
+        let (code, msg, _) = produce(&conn, &topic, &[wire(id, &avro_longs(&[1, 5]))]).await;
+        assert_eq!(code, 0, "{msg}");
+        // One that fails it refuses the batch, naming the rule, the schema and the subject.
+        let (code, msg, errs) = produce(&conn, &topic, &[bad.clone()]).await;
+        assert_eq!(code, 87, "{msg}");
+        assert_eq!(errs, vec![0]);
+        assert!(
+            msg.contains(&format!(
+                "record fails data-quality rule 'positive_amount' (CEL: message.amount > 0) \
+                 of schema {id} ({topic}-value)"
+            )),
+            "{msg}"
+        );
+        // Internal topics are refused as dead-letter topics.
+        let r = conn
+            .send(
+                IncrementalAlterConfigsRequest::default().with_resources(vec![
+                    AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(s(&topic))
+                        .with_configs(vec![
+                            AlterableConfig::default()
+                                .with_name(s("gatehouse.dead.letter.topic"))
+                                .with_config_operation(0)
+                                .with_value(Some(s("_schemas"))),
+                        ]),
+                ]),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.responses[0].error_code, 40, "INVALID_CONFIG");
+    });
+    // Only the passing record is in the log.
+    let c = rdkafka_admin_consumer(&b);
+    let (lo, hi) = c
+        .fetch_watermarks(&topic, 0, Duration::from_secs(10))
+        .expect("watermarks");
+    assert_eq!(hi - lo, 1, "the refused record was not stored");
+    // The refused record is in the dead-letter topic, as sent, with its error.
+    let [m] = <[_; 1]>::try_from(read_records(&b, &dlq, 1)).unwrap();
+    assert_eq!(m.payload(), Some(bad.as_slice()));
+    let error = header(&m, "__gatehouse.error").expect("error header");
+    assert!(error.contains("positive_amount"), "{error}");
+    assert_eq!(
+        header(&m, "__gatehouse.topic").as_deref(),
+        Some(topic.as_str())
+    );
+    assert_eq!(header(&m, "__gatehouse.partition").as_deref(), Some("0"));
+    assert_eq!(header(&m, "__gatehouse.schema_id"), Some(id.to_string()));
+}
+
+#[test]
+fn pan_in_an_avro_long_is_refused_and_never_dead_lettered() {
+    use rdkafka::consumer::Consumer;
+    let b = serve();
+    let topic = unique("cards-long");
+    let dlq = format!("{topic}-dlq");
+    let id = register(
+        &b,
+        &format!("{topic}-value"),
+        r#"{"type":"record","name":"Charge","namespace":"shop","fields":[{"name":"id","type":"long"},{"name":"card","type":"long"}]}"#,
+    );
+    runtime().block_on(async {
+        let conn = admin_conn(&b).await;
+        create(
+            &conn,
+            &topic,
+            &[
+                ("confluent.value.schema.validation", "true"),
+                ("gatehouse.pan.guard", "true"),
+                ("gatehouse.dead.letter.topic", dlq.as_str()),
+            ],
+        )
+        .await;
+        let (code, msg, _) = produce(
+            &conn,
+            &topic,
+            &[wire(id, &avro_longs(&[7, 4_111_111_111_111_111]))],
+        )
+        .await;
+        assert_eq!(code, 87, "{msg}");
+        assert!(
+            msg.contains("field 'card'")
+                && msg.contains("card number")
+                && msg.contains("keyed hash"),
+            "{msg}"
+        );
+        assert!(!msg.contains("4111"), "never echoed: {msg}");
+        // Ordinary longs (timestamps) pass.
+        let (code, msg, _) = produce(
+            &conn,
+            &topic,
+            &[wire(id, &avro_longs(&[7, 1_732_550_400_000]))],
+        )
+        .await;
+        assert_eq!(code, 0, "{msg}");
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let c = rdkafka_admin_consumer(&b);
+    let copied = c
+        .fetch_watermarks(&dlq, 0, Duration::from_secs(5))
+        .map(|(lo, hi)| hi - lo)
+        .unwrap_or(0);
+    assert_eq!(
+        copied, 0,
+        "card data is never copied to the dead-letter topic"
+    );
 }

@@ -360,13 +360,16 @@ impl State {
             match authz::produce_parts(&req, access) {
                 Ok(authz::ProduceParts::Done(r)) => Ok(r),
                 Ok(authz::ProduceParts::Parts(mut parts)) => {
+                    let mut dead_letters = Vec::new();
                     rejections = guard::check_produce(
                         &mut parts,
                         &gw.governance,
                         gw.validator.as_deref(),
                         &gw.pan_key,
+                        &mut dead_letters,
                     )
                     .await;
+                    crate::dlq::dispatch(&gw, dead_letters);
                     rejections.extend(
                         crypt::encrypt_produce(&mut parts, &gw.governance, gw.envelope.as_ref())
                             .await,

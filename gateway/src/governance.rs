@@ -20,6 +20,9 @@
 //! | `gatehouse.encryption.readers` | `all`, `role` | `role`: only `plaintext-reader` principals get plaintext |
 //! | `gatehouse.pan.guard` | `true`/`false` | reject plaintext card numbers (PCI DSS 3.5) |
 //! | `gatehouse.pan.guard.allowlist` | comma-separated digit strings | numbers that look like PANs but are not (e.g. order ids) |
+//! | `gatehouse.pan.guard.tags` | comma-separated tag names | with a known schema, only fields carrying one of these tags are checked (decoded form) |
+//! | `gatehouse.pan.guard.allowlist.fields` | comma-separated field paths (`*`/`**` wildcards) | decoded fields never checked (ids that look like PANs) |
+//! | `gatehouse.dead.letter.topic` | a topic name (not `_schemas`, not `_gatehouse*`) | refused records (never PAN refusals) are copied there with their error |
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -71,6 +74,13 @@ fn strategy(value: &str) -> Option<SubjectNameStrategy> {
     }
 }
 
+fn list(value: &str) -> impl Iterator<Item = String> + '_ {
+    value
+        .split(',')
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+}
+
 fn boolean(value: &str) -> Option<bool> {
     match value.to_ascii_lowercase().as_str() {
         "true" => Some(true),
@@ -101,6 +111,19 @@ pub fn check(name: &str, value: Option<&str>) -> Result<(), String> {
             .split(',')
             .map(str::trim)
             .all(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())),
+        "gatehouse.pan.guard.tags" => value.split(',').map(str::trim).all(|t| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+        }),
+        "gatehouse.pan.guard.allowlist.fields" => value.split(',').map(str::trim).all(|t| {
+            !t.is_empty()
+                && t.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b'_' | b'-' | b'.' | b'*' | b'?' | b'$')
+                })
+        }),
+        "gatehouse.dead.letter.topic" => return check_dead_letter_topic(value),
         _ => {
             return Err(format!(
                 "unknown governance config {name}; known: {}",
@@ -115,6 +138,30 @@ pub fn check(name: &str, value: Option<&str>) -> Result<(), String> {
     }
 }
 
+/// A dead-letter topic must be a legal Kafka topic name and not an internal topic.
+pub fn check_dead_letter_topic(value: &str) -> Result<(), String> {
+    let name = value.trim();
+    if name.is_empty()
+        || name.len() > 249
+        || name == "."
+        || name == ".."
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(format!(
+            "invalid value {value:?} for gatehouse.dead.letter.topic: not a legal topic name"
+        ));
+    }
+    if name == "_schemas" || name.starts_with("_gatehouse") || name.starts_with("__") {
+        return Err(format!(
+            "invalid value {value:?} for gatehouse.dead.letter.topic: internal topics cannot be \
+             dead-letter topics"
+        ));
+    }
+    Ok(())
+}
+
 /// Every governance key the gateway understands.
 pub const KNOWN: &[&str] = &[
     "confluent.value.schema.validation",
@@ -127,6 +174,9 @@ pub const KNOWN: &[&str] = &[
     "gatehouse.encryption.readers",
     "gatehouse.pan.guard",
     "gatehouse.pan.guard.allowlist",
+    "gatehouse.pan.guard.tags",
+    "gatehouse.pan.guard.allowlist.fields",
+    "gatehouse.dead.letter.topic",
 ];
 
 /// The policy of one topic, derived from its governance configs.
@@ -144,6 +194,13 @@ pub struct TopicPolicy {
     pub pan_guard: bool,
     /// Numbers the PAN guard lets through.
     pub pan_allowlist: std::collections::HashSet<String>,
+    /// With a known schema, only decoded fields with one of these tags are checked (`None`:
+    /// every string and integer field).
+    pub pan_tags: Option<std::collections::HashSet<String>>,
+    /// Decoded field paths (wildcards allowed) the PAN guard never checks.
+    pub pan_field_allowlist: Vec<String>,
+    /// Where refused records are copied (`gatehouse.dead.letter.topic`).
+    pub dead_letter_topic: Option<String>,
 }
 
 impl TopicPolicy {
@@ -178,6 +235,14 @@ impl TopicPolicy {
                         .collect()
                 })
                 .unwrap_or_default(),
+            pan_tags: get("gatehouse.pan.guard.tags").map(|v| list(v).collect()),
+            pan_field_allowlist: get("gatehouse.pan.guard.allowlist.fields")
+                .map(|v| list(v).collect())
+                .unwrap_or_default(),
+            dead_letter_topic: get("gatehouse.dead.letter.topic")
+                .map(str::trim)
+                .filter(|t| check_dead_letter_topic(t).is_ok())
+                .map(str::to_string),
         }
     }
 
@@ -522,5 +587,40 @@ mod tests {
         );
         c.insert("gatehouse.value.schema.validation".into(), "none".into());
         assert!(TopicPolicy::from_configs(&c).value.is_none());
+    }
+
+    #[test]
+    fn pan_field_and_dead_letter_keys() {
+        assert!(check("gatehouse.pan.guard.tags", Some("PAN, PCI")).is_ok());
+        assert!(check("gatehouse.pan.guard.tags", Some("PAN,,x")).is_err());
+        assert!(
+            check(
+                "gatehouse.pan.guard.allowlist.fields",
+                Some("order_id,**.ref")
+            )
+            .is_ok()
+        );
+        assert!(check("gatehouse.pan.guard.allowlist.fields", Some("a b")).is_err());
+        assert!(check("gatehouse.dead.letter.topic", Some("orders-dlq")).is_ok());
+        for bad in ["_schemas", "_gatehouse_topics", "_gatehouse-dlq", "a b", ""] {
+            assert!(
+                check("gatehouse.dead.letter.topic", Some(bad)).is_err(),
+                "{bad}"
+            );
+        }
+        let mut c = BTreeMap::new();
+        c.insert("gatehouse.pan.guard.tags".into(), "PAN, PCI".into());
+        c.insert(
+            "gatehouse.pan.guard.allowlist.fields".into(),
+            "order_id".into(),
+        );
+        c.insert("gatehouse.dead.letter.topic".into(), "orders-dlq".into());
+        let p = TopicPolicy::from_configs(&c);
+        assert_eq!(
+            p.pan_tags,
+            Some(["PAN".to_string(), "PCI".to_string()].into_iter().collect())
+        );
+        assert_eq!(p.pan_field_allowlist, vec!["order_id".to_string()]);
+        assert_eq!(p.dead_letter_topic.as_deref(), Some("orders-dlq"));
     }
 }

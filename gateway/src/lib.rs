@@ -16,6 +16,7 @@ pub(crate) mod admin;
 pub mod authz;
 mod conn;
 mod crypt;
+mod dlq;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod governance;
@@ -182,6 +183,8 @@ pub(crate) struct Inner {
     /// Key of the PAN guard's keyed hashes (so reports correlate without the number).
     pan_key: [u8; 32],
     envelope: Option<gatehouse_compliance::vault::envelope::Envelope>,
+    /// Writer of refused records to dead-letter topics.
+    dead_letters: dlq::DeadLetters,
 }
 
 impl Inner {
@@ -283,6 +286,7 @@ impl Gateway {
             validator: deps.validator,
             pan_key: deps.pan_key,
             envelope: deps.envelope,
+            dead_letters: dlq::DeadLetters::new(&deps.upstream),
         });
         let (shutdown, _) = watch::channel(false);
         let connections = Arc::new(Semaphore::new(config.max_connections));

@@ -4,11 +4,18 @@
 //! allowed, as in `4111 1111 1111 1111`) that is not part of a longer digit run, passes the
 //! Luhn check and starts with a known issuer prefix (Visa, Mastercard, American Express,
 //! Discover, JCB, Diners Club, UnionPay, Maestro). JSON numbers and strings, Avro and Protobuf
-//! strings, CSV and free text are all covered this way; integers in binary encodings (an Avro
-//! `long`) are not. A topic's allowlist names numbers that look like PANs but are not (order
-//! ids). The number itself is never echoed: callers get a keyed hash to correlate reports.
+//! strings, CSV and free text are all covered this way by [`scan`]. Integers in binary
+//! encodings (an Avro `long`, a Protobuf `int64`) are covered by [`FieldGuard`], which checks
+//! the decoded fields of records whose schema is known (string fields with [`scan`], integer
+//! fields as their decimal digits), optionally only fields carrying given tags, never fields
+//! on its field allowlist. A topic's allowlist names numbers that look like PANs but are not
+//! (order ids). The number itself is never echoed: callers get a keyed hash to correlate
+//! reports.
 
 use std::collections::HashSet;
+
+use gatehouse_registry::decode::path_matches;
+use gatehouse_registry::validate::{FieldScanner, ScalarValue, ScannedField};
 
 /// Shortest and longest PAN.
 const MIN_DIGITS: usize = 13;
@@ -80,6 +87,70 @@ pub fn scan(bytes: &[u8], allowlist: &HashSet<String>) -> Option<Finding> {
         i = j.max(i + 1);
     }
     None
+}
+
+/// An integer's decimal digits as a PAN, unless allowlisted.
+pub fn check_number(n: u64, allowlist: &HashSet<String>) -> Option<Finding> {
+    // Fewer than 13 digits cannot be a PAN: no allocation for ordinary numbers.
+    if n < 1_000_000_000_000 {
+        return None;
+    }
+    let digits = n.to_string();
+    if digits.len() <= MAX_DIGITS && is_pan(&digits) {
+        let f = Finding { digits };
+        if !f.allowed(allowlist) {
+            return Some(f);
+        }
+    }
+    None
+}
+
+/// The PAN guard over decoded fields (a [`FieldScanner`] for the validator).
+pub struct FieldGuard<'a> {
+    /// Numbers that are not PANs.
+    pub allowlist: &'a HashSet<String>,
+    /// Only fields with one of these tags are checked (`None`: all).
+    pub tags: Option<&'a HashSet<String>>,
+    /// Field paths never checked (wildcards allowed).
+    pub exempt: &'a [String],
+    /// Key of the keyed hash.
+    pub key: &'a [u8; 32],
+}
+
+impl FieldScanner for FieldGuard<'_> {
+    fn check(&self, field: &ScannedField<'_>) -> Option<String> {
+        if let Some(tags) = self.tags
+            && !field.tags.iter().any(|t| tags.contains(t))
+        {
+            return None;
+        }
+        if !self.exempt.is_empty() {
+            let root = field
+                .full_name
+                .strip_suffix(field.path)
+                .map(|r| r.trim_end_matches('.'))
+                .unwrap_or(field.full_name);
+            if self
+                .exempt
+                .iter()
+                .any(|p| path_matches(p, field.path, field.full_name, root))
+            {
+                return None;
+            }
+        }
+        let found = match field.value {
+            ScalarValue::Str(s) => scan(s.as_bytes(), self.allowlist),
+            ScalarValue::Int(i) => u64::try_from(i)
+                .ok()
+                .and_then(|n| check_number(n, self.allowlist)),
+            ScalarValue::UInt(n) => check_number(n, self.allowlist),
+        }?;
+        Some(format!(
+            "contains what looks like a plaintext card number (PAN, keyed hash {}); \
+             tokenize or encrypt it before producing",
+            found.keyed_hash(self.key)
+        ))
+    }
 }
 
 fn luhn(digits: &str) -> bool {
@@ -165,5 +236,48 @@ mod tests {
         let h = f.keyed_hash(&[7; 32]);
         assert_eq!(h.len(), 16);
         assert!(!h.contains("4111"));
+    }
+
+    #[test]
+    fn numbers_and_field_guard() {
+        assert!(check_number(4111111111111111, &none()).is_some());
+        assert!(check_number(4111111111111112, &none()).is_none());
+        assert!(check_number(1732550400000, &none()).is_none());
+        let tags: HashSet<String> = ["PAN".to_string()].into_iter().collect();
+        let exempt = vec!["order_ref".to_string()];
+        let allow = none();
+        let g = FieldGuard {
+            allowlist: &allow,
+            tags: None,
+            exempt: &exempt,
+            key: &[1; 32],
+        };
+        let field = |path: &'static str, tags: &'static [String], value| ScannedField {
+            path,
+            full_name: "shop.Pay.x",
+            tags,
+            value,
+        };
+        let why = g
+            .check(&field("card", &[], ScalarValue::Int(4111111111111111)))
+            .expect("found");
+        assert!(why.contains("keyed hash") && !why.contains("4111"), "{why}");
+        assert!(
+            g.check(&field("card", &[], ScalarValue::Str("5500-0000-0000-0004")))
+                .is_some()
+        );
+        assert!(
+            g.check(&field("order_ref", &[], ScalarValue::Int(4111111111111111)))
+                .is_none()
+        );
+        let tagged = FieldGuard {
+            tags: Some(&tags),
+            ..g
+        };
+        assert!(
+            tagged
+                .check(&field("card", &[], ScalarValue::Int(4111111111111111)))
+                .is_none()
+        );
     }
 }

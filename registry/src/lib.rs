@@ -31,8 +31,10 @@
 pub mod api;
 pub mod compat;
 pub mod contract;
+pub mod decode;
 pub mod error;
 pub mod kafka;
+pub mod rules;
 pub mod schema;
 pub mod server;
 pub mod validate;

@@ -17,6 +17,15 @@
 //! * Compiled schemas are cached by id together with the stored schema's fingerprint, so a
 //!   hard-deleted id that comes back with other content (IMPORT mode) is recompiled.
 //!
+//! * Data contracts ([`Validator::validate_with`]): when the schema version has enabled
+//!   write-path `CONDITION` rules of type `CEL` / `CEL_FIELD` (`crate::rules`), or the caller
+//!   passes a [`FieldScanner`] (the gateway's PAN guard), the payload is decoded into a value
+//!   (`crate::decode`) and the rules run on it (in `schema-id` mode too: rules need the data).
+//!   Without rules or a scanner nothing is decoded beyond what the mode asks for. Rules are
+//!   compiled once per cached schema; a rule that fails refuses the record with
+//!   [`ValidationError::RuleFailed`], an expression that does not compile with
+//!   [`ValidationError::RuleInvalid`].
+//!
 //! Tombstones (null values) carry no schema and always pass: callers skip them.
 
 use std::collections::{HashMap, VecDeque};
@@ -28,6 +37,8 @@ use prost_reflect::{DynamicMessage, MessageDescriptor};
 use serde_json::Value;
 
 use crate::api::{RegistryError, SchemaById, SchemaStore, StoreResult, VersionSpec};
+use crate::decode::{self, Datum, FieldVisit, TagPatterns};
+use crate::rules::{self, CompiledRule, RuleFailure};
 use crate::schema::avro::{AvroSchema, AvroType, NamedKind, Prim};
 use crate::schema::{
     MAX_REFERENCES, Parsed, ParsedSchema, Reference, ResolvedReference, SchemaType, fingerprint_of,
@@ -195,9 +206,135 @@ pub enum ValidationError {
         /// Why (paths and expected types; no payload values).
         why: String,
     },
+    /// The record fails a data-quality rule of its schema.
+    #[error(
+        "record fails data-quality rule '{}' ({}: {}){} of schema {id} ({subject}){}",
+        .failure.rule,
+        .failure.executor,
+        .failure.expr,
+        on_field(&.failure.field),
+        reason(&.failure.why)
+    )]
+    RuleFailed {
+        /// Schema id.
+        id: i32,
+        /// Subject.
+        subject: String,
+        /// The rule, the field (`CEL_FIELD`), why (`None`: the expression answered false) and
+        /// the rule's `onFailure: DLQ` topic.
+        failure: Box<RuleFailure>,
+    },
+    /// A data-quality rule of the schema does not compile, so no record can pass it.
+    #[error(
+        "data-quality rule '{}' ({}: {}) of schema {id} ({subject}) does not compile{}",
+        .failure.rule,
+        .failure.executor,
+        .failure.expr,
+        reason(&.failure.why)
+    )]
+    RuleInvalid {
+        /// Schema id.
+        id: i32,
+        /// Subject.
+        subject: String,
+        /// The rule and the compiler's message.
+        failure: Box<RuleFailure>,
+    },
+    /// A field check of the caller ([`FieldScanner`]) refused a field.
+    #[error("field '{field}' of schema {id} ({subject}) {why}")]
+    FieldRefused {
+        /// The field's dotted path.
+        field: String,
+        /// Schema id.
+        id: i32,
+        /// Subject.
+        subject: String,
+        /// The scanner's reason (never the value).
+        why: String,
+    },
     /// The store failed.
     #[error("schema store: {0}")]
     Store(String),
+}
+
+impl ValidationError {
+    /// The schema id the error is about, when known.
+    pub fn schema_id(&self) -> Option<i32> {
+        match self {
+            ValidationError::UnknownSchemaId(id)
+            | ValidationError::WrongSubject { id, .. }
+            | ValidationError::NoRecordName { id, .. }
+            | ValidationError::SchemaUnusable { id, .. }
+            | ValidationError::PayloadMismatch { id, .. }
+            | ValidationError::RuleFailed { id, .. }
+            | ValidationError::RuleInvalid { id, .. }
+            | ValidationError::FieldRefused { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// The dead-letter topic a failed rule names (`onFailure: DLQ`, `params["dlq.topic"]`).
+    pub fn rule_dlq_topic(&self) -> Option<&str> {
+        match self {
+            ValidationError::RuleFailed { failure, .. } => failure.dlq_topic.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+fn on_field(field: &Option<String>) -> String {
+    field
+        .as_ref()
+        .map(|f| format!(" on field '{f}'"))
+        .unwrap_or_default()
+}
+
+fn reason(why: &Option<String>) -> String {
+    why.as_ref().map(|w| format!(": {w}")).unwrap_or_default()
+}
+
+/// A scalar field of a decoded record, handed to a [`FieldScanner`].
+#[derive(Debug, Clone, Copy)]
+pub struct ScannedField<'a> {
+    /// Dotted path from the record root (`customer.card`), no array indexes.
+    pub path: &'a str,
+    /// Confluent-style full name (`shop.Order.customer.card`).
+    pub full_name: &'a str,
+    /// Inline `confluent:tags` and matching `metadata.tags`.
+    pub tags: &'a [String],
+    /// The value.
+    pub value: ScalarValue<'a>,
+}
+
+/// The scalar values a [`FieldScanner`] sees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ScalarValue<'a> {
+    /// A string.
+    Str(&'a str),
+    /// A signed integer.
+    Int(i64),
+    /// An unsigned integer.
+    UInt(u64),
+}
+
+/// A per-field check on decoded records (the gateway's PAN guard). `check` answers the reason
+/// to refuse the record (naming no value), or `None`.
+pub trait FieldScanner: Send + Sync {
+    /// Checks one string or integer field.
+    fn check(&self, field: &ScannedField<'_>) -> Option<String>;
+}
+
+/// The outcome of [`Validator::validate_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The schema the record uses.
+    pub schema: ValidatedSchema,
+    /// The scanner saw every field of the decoded record (false when none was given or the
+    /// payload did not decode in `schema-id` mode; the caller may fall back to a raw scan).
+    pub fields_scanned: bool,
+    /// The answer depends on the record's bytes beyond its schema id (rules ran or fields were
+    /// scanned): callers must not reuse it for other records with the same id.
+    pub content_checked: bool,
 }
 
 fn registered_list(subjects: &[String]) -> String {
@@ -220,6 +357,10 @@ struct Compiled {
     schema_type: SchemaType,
     parsed: ParsedSchema,
     json: Option<jsonschema::Validator>,
+    /// Write-path data-quality rules (empty: none).
+    rules: Vec<CompiledRule>,
+    /// `metadata.tags` of the schema version.
+    tag_patterns: TagPatterns,
 }
 
 /// Compiled schemas by id, with the fingerprint of the stored schema they were built from.
@@ -292,7 +433,8 @@ impl Validator {
         self.cache.read().map(|c| c.len()).unwrap_or(0)
     }
 
-    /// Validates one record key or value (see the module docs).
+    /// Validates one record key or value (see the module docs); data-quality rules of the
+    /// schema run too.
     pub async fn validate<K: AsRef<str>, V: AsRef<[u8]>>(
         &self,
         topic: &str,
@@ -301,6 +443,22 @@ impl Validator {
         headers: &[(K, V)],
         policy: &ValidationPolicy,
     ) -> Result<ValidatedSchema, ValidationError> {
+        self.validate_with(topic, kind, bytes, headers, policy, None)
+            .await
+            .map(|c| c.schema)
+    }
+
+    /// [`Validator::validate`], with the decoded record's string and integer fields handed to
+    /// `scanner` when one is given.
+    pub async fn validate_with<K: AsRef<str>, V: AsRef<[u8]>>(
+        &self,
+        topic: &str,
+        kind: KeyOrValue,
+        bytes: &[u8],
+        headers: &[(K, V)],
+        policy: &ValidationPolicy,
+        scanner: Option<&dyn FieldScanner>,
+    ) -> Result<Checked, ValidationError> {
         let (idref, source, offset) = locate_id(kind, bytes, headers)?;
         let id = match idref {
             IdRef::Id(id) => id,
@@ -317,20 +475,29 @@ impl Validator {
         let payload = bytes.get(offset..).unwrap_or_default();
 
         // The Protobuf message (from the index array) is needed for record names and decoding.
+        let needs_data = !compiled.rules.is_empty() || scanner.is_some();
         let needs_message = compiled.schema_type == SchemaType::Protobuf
             && (policy.mode == ValidationMode::Full
-                || policy.strategy != SubjectNameStrategy::TopicName);
+                || policy.strategy != SubjectNameStrategy::TopicName
+                || needs_data);
         let mut message: Option<(MessageDescriptor, usize)> = None;
         if needs_message {
-            let (desc, used) = protobuf_message(&compiled, payload).map_err(|why| {
-                ValidationError::PayloadMismatch {
-                    id,
-                    subject: expected_subject_hint(topic, kind, policy.strategy),
-                    schema_type: SchemaType::Protobuf,
-                    why,
+            match protobuf_message(&compiled, payload) {
+                Ok(m) => message = Some(m),
+                // Only decoding for a field scan: fall back (the caller scans the raw bytes).
+                Err(_)
+                    if compiled.rules.is_empty()
+                        && policy.mode == ValidationMode::SchemaId
+                        && policy.strategy == SubjectNameStrategy::TopicName => {}
+                Err(why) => {
+                    return Err(ValidationError::PayloadMismatch {
+                        id,
+                        subject: expected_subject_hint(topic, kind, policy.strategy),
+                        schema_type: SchemaType::Protobuf,
+                        why,
+                    });
                 }
-            })?;
-            message = Some((desc, used));
+            }
         }
         let record_name = match (&message, compiled.parsed.parsed()) {
             (Some((d, _)), _) => Some(d.full_name().to_string()),
@@ -376,32 +543,125 @@ impl Validator {
                 registered,
             });
         }
+        let mismatch = |why: String| ValidationError::PayloadMismatch {
+            id,
+            subject: subject.clone(),
+            schema_type: compiled.schema_type,
+            why,
+        };
+        let mut data: Option<Result<Datum, String>> = None;
         if policy.mode == ValidationMode::Full {
-            let mismatch = |why: String| ValidationError::PayloadMismatch {
-                id,
-                subject: subject.clone(),
-                schema_type: compiled.schema_type,
-                why,
-            };
             match (compiled.parsed.parsed(), &message, &compiled.json) {
-                (Parsed::Avro(a), _, _) => check_avro(a, payload).map_err(mismatch)?,
+                (Parsed::Avro(a), _, _) => {
+                    check_avro(a, payload).map_err(mismatch)?;
+                    if needs_data {
+                        data = Some(decode::avro(a, payload));
+                    }
+                }
                 (Parsed::Protobuf(_), Some((desc, used)), _) => {
                     let body = payload.get(*used..).unwrap_or_default();
-                    DynamicMessage::decode(desc.clone(), body).map_err(|e| {
+                    let m = DynamicMessage::decode(desc.clone(), body).map_err(|e| {
                         mismatch(format!("not a valid {} message: {e}", desc.full_name()))
                     })?;
+                    if needs_data {
+                        data = Some(Ok(decode::protobuf(&m)));
+                    }
                 }
-                (Parsed::Json(_), _, Some(v)) => check_json(v, payload).map_err(mismatch)?,
+                (Parsed::Json(j), _, Some(v)) => {
+                    let instance = check_json(v, payload).map_err(mismatch)?;
+                    if needs_data {
+                        data = Some(Ok(decode::json(&j.root, &instance)));
+                    }
+                }
                 _ => return Err(mismatch("the schema was not compiled for decoding".into())),
             }
+        } else if needs_data {
+            data = Some(decode_payload(&compiled, payload, message.as_ref()));
         }
-        Ok(ValidatedSchema {
+        let schema = ValidatedSchema {
             id,
             subject,
             schema_type: compiled.schema_type,
             record_name,
             source,
             payload_offset: offset,
+        };
+        let Some(data) = data else {
+            return Ok(Checked {
+                schema,
+                fields_scanned: false,
+                content_checked: false,
+            });
+        };
+        let datum = match data {
+            Ok(d) => d,
+            Err(why) if !compiled.rules.is_empty() => {
+                return Err(ValidationError::PayloadMismatch {
+                    id,
+                    subject: schema.subject,
+                    schema_type: compiled.schema_type,
+                    why: format!("{why} (decoding is needed for the schema's data-quality rules)"),
+                });
+            }
+            // Schema-id mode and only a field scan: the caller falls back to a raw scan.
+            Err(_) => {
+                return Ok(Checked {
+                    schema,
+                    fields_scanned: false,
+                    content_checked: true,
+                });
+            }
+        };
+        let root_name = schema
+            .record_name
+            .as_deref()
+            .unwrap_or(match compiled.schema_type {
+                SchemaType::Json => "$",
+                _ => "",
+            });
+        if let Err(f) = rules::run(&compiled.rules, &datum, root_name, &compiled.tag_patterns) {
+            return Err(rule_error(f, id, &schema.subject));
+        }
+        let mut fields_scanned = false;
+        if let Some(scanner) = scanner {
+            decode::visit_fields(
+                &datum,
+                root_name,
+                &compiled.tag_patterns,
+                &mut |f: &FieldVisit<'_>| {
+                    let value = match f.value {
+                        Datum::Str(s) => ScalarValue::Str(s),
+                        Datum::Int(i) => ScalarValue::Int(*i),
+                        Datum::UInt(u) => ScalarValue::UInt(*u),
+                        _ => return Ok(()),
+                    };
+                    let field = ScannedField {
+                        path: f.path,
+                        full_name: f.full_name,
+                        tags: f.tags,
+                        value,
+                    };
+                    match scanner.check(&field) {
+                        None => Ok(()),
+                        Some(why) => Err(ValidationError::FieldRefused {
+                            field: if f.path.is_empty() {
+                                "(root)".to_string()
+                            } else {
+                                f.path.to_string()
+                            },
+                            id,
+                            subject: schema.subject.clone(),
+                            why,
+                        }),
+                    }
+                },
+            )?;
+            fields_scanned = true;
+        }
+        Ok(Checked {
+            schema,
+            fields_scanned,
+            content_checked: true,
         })
     }
 
@@ -417,7 +677,15 @@ impl Validator {
             }
             Err(e) => return Err(store_err(e)),
         };
-        let fp = fingerprint_of(stored.schema_type, &stored.schema, &stored.references);
+        let mut fp = fingerprint_of(stored.schema_type, &stored.schema, &stored.references);
+        if stored.rule_set.is_some() || stored.metadata.is_some() {
+            // Rules and tags are compiled with the schema: a change recompiles.
+            use std::fmt::Write as _;
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&stored.rule_set, &stored.metadata).hash(&mut h);
+            let _ = write!(fp, ":{:016x}", h.finish());
+        }
         if let Ok(c) = self.cache.read()
             && let Some((f, compiled)) = c.get(&id)
             && *f == fp
@@ -499,7 +767,51 @@ impl Validator {
             schema_type: stored.schema_type,
             parsed,
             json,
+            rules: rules::compile(stored.rule_set.as_ref()),
+            tag_patterns: decode::tag_patterns(
+                stored.metadata.as_ref().and_then(|m| m.tags.as_ref()),
+            ),
         })
+    }
+}
+
+fn rule_error(failure: Box<RuleFailure>, id: i32, subject: &str) -> ValidationError {
+    let subject = subject.to_string();
+    if failure.invalid {
+        ValidationError::RuleInvalid {
+            id,
+            subject,
+            failure,
+        }
+    } else {
+        ValidationError::RuleFailed {
+            id,
+            subject,
+            failure,
+        }
+    }
+}
+
+/// Decodes the payload (schema-id mode) into a value for rules and field checks.
+fn decode_payload(
+    c: &Compiled,
+    payload: &[u8],
+    message: Option<&(MessageDescriptor, usize)>,
+) -> Result<Datum, String> {
+    match c.parsed.parsed() {
+        Parsed::Avro(a) => decode::avro(a, payload),
+        Parsed::Protobuf(_) => {
+            let (desc, used) = message.ok_or("the Protobuf message index does not decode")?;
+            let body = payload.get(*used..).unwrap_or_default();
+            DynamicMessage::decode(desc.clone(), body)
+                .map(|m| decode::protobuf(&m))
+                .map_err(|e| format!("not a valid {} message: {e}", desc.full_name()))
+        }
+        Parsed::Json(j) => {
+            let instance: Value =
+                serde_json::from_slice(payload).map_err(|e| format!("not valid JSON: {e}"))?;
+            Ok(decode::json(&j.root, &instance))
+        }
     }
 }
 
@@ -569,7 +881,7 @@ fn avro_record_name(a: &AvroSchema) -> Option<String> {
 }
 
 /// Reads a zig-zag varint (Kafka `ByteUtils.readVarint`, Avro int/long).
-fn read_zigzag(buf: &[u8], pos: &mut usize) -> Option<i64> {
+pub(crate) fn read_zigzag(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut v: u64 = 0;
     for shift in (0..64).step_by(7) {
         let b = *buf.get(*pos)?;
@@ -649,14 +961,15 @@ impl jsonschema::Retrieve for JsonRefs {
     }
 }
 
-fn check_json(v: &jsonschema::Validator, payload: &[u8]) -> Result<(), String> {
+fn check_json(v: &jsonschema::Validator, payload: &[u8]) -> Result<Value, String> {
     let instance: Value =
         serde_json::from_slice(payload).map_err(|e| format!("not valid JSON: {e}"))?;
     v.validate(&instance).map_err(|e| {
         let at = e.instance_path().to_string();
         let at = if at.is_empty() { "/".to_string() } else { at };
         format!("at {at}: {}", e.masked())
-    })
+    })?;
+    Ok(instance)
 }
 
 /// Walks an Avro binary datum over the registry's Avro model.
@@ -1466,6 +1779,353 @@ mod tests {
         assert!(
             e.to_string().contains("expected long at field 'm.cents'"),
             "{e}"
+        );
+    }
+
+    async fn register_contract(
+        store: &MemoryStore,
+        subject: &str,
+        ty: SchemaType,
+        text: &str,
+        rule_set: Option<&str>,
+        metadata: Option<&str>,
+    ) -> i32 {
+        let req = SchemaRequest {
+            schema: Some(text.to_string()),
+            schema_type: Some(ty.as_str().to_string()),
+            rule_set: rule_set.map(|r| serde_json::from_str(r).unwrap()),
+            metadata: metadata.map(|m| serde_json::from_str(m).unwrap()),
+            ..Default::default()
+        };
+        store.register(subject, req, false).await.unwrap().id
+    }
+
+    fn schema_id_policy() -> ValidationPolicy {
+        ValidationPolicy::default()
+    }
+
+    const POSITIVE: &str = r#"{"domainRules":[
+        {"name":"positive_amount","kind":"CONDITION","mode":"WRITE","type":"CEL","expr":"message.amount > 0"},
+        {"name":"read_only","kind":"CONDITION","mode":"READ","type":"CEL","expr":"false"},
+        {"name":"off","kind":"CONDITION","mode":"WRITE","type":"CEL","expr":"false","disabled":true}]}"#;
+
+    #[tokio::test]
+    async fn avro_cel_rule_passes_and_fails_in_both_modes() {
+        let store = Arc::new(MemoryStore::new());
+        let id = register_contract(
+            &store,
+            "orders-value",
+            SchemaType::Avro,
+            ORDER_AVRO,
+            Some(POSITIVE),
+            None,
+        )
+        .await;
+        let v = Validator::new(store);
+        for policy in [topic_full(), schema_id_policy()] {
+            let ok = v
+                .validate_with(
+                    "orders",
+                    KeyOrValue::Value,
+                    &framed(id, &avro_order("SECRET-SKU", 5)),
+                    NO_HEADERS,
+                    &policy,
+                    None,
+                )
+                .await
+                .unwrap();
+            assert!(ok.content_checked && !ok.fields_scanned);
+            let e = v
+                .validate(
+                    "orders",
+                    KeyOrValue::Value,
+                    &framed(id, &avro_order("SECRET-SKU", -3)),
+                    NO_HEADERS,
+                    &policy,
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "record fails data-quality rule 'positive_amount' (CEL: message.amount > 0) \
+                     of schema {id} (orders-value)"
+                )
+            );
+            assert!(matches!(e, ValidationError::RuleFailed { .. }));
+            assert_eq!(e.schema_id(), Some(id));
+        }
+        // Rules need the data: schema-id mode refuses a payload that does not decode.
+        let e = v
+            .validate(
+                "orders",
+                KeyOrValue::Value,
+                &framed(id, b"garbage"),
+                NO_HEADERS,
+                &schema_id_policy(),
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("data-quality rules"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn protobuf_and_json_cel_rules() {
+        let store = Arc::new(MemoryStore::new());
+        let rules = |expr: &str| {
+            format!(
+                r#"{{"domainRules":[{{"name":"r","kind":"CONDITION","mode":"WRITEREAD","type":"CEL","expr":"{expr}","onFailure":"DLQ","params":{{"dlq.topic":"bad-orders"}}}}]}}"#
+            )
+        };
+        let pass = register_contract(
+            &store,
+            "orders-value",
+            SchemaType::Protobuf,
+            PROTO,
+            Some(&rules("message.amount == 300 && message.sku == 'ab'")),
+            None,
+        )
+        .await;
+        let v = Validator::new(store.clone());
+        v.validate(
+            "orders",
+            KeyOrValue::Value,
+            &framed(pass, &proto_order(&[0])),
+            NO_HEADERS,
+            &topic_full(),
+        )
+        .await
+        .unwrap();
+        let fail = register_contract(
+            &store,
+            "orders2-value",
+            SchemaType::Protobuf,
+            PROTO,
+            Some(&rules("message.amount > 1000")),
+            None,
+        )
+        .await;
+        let e = v
+            .validate(
+                "orders2",
+                KeyOrValue::Value,
+                &framed(fail, &proto_order(&[0])),
+                NO_HEADERS,
+                &schema_id_policy(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("rule 'r' (CEL: message.amount > 1000)"),
+            "{e}"
+        );
+        assert_eq!(e.rule_dlq_topic(), Some("bad-orders"));
+
+        let jid = register_contract(
+            &store,
+            "items-value",
+            SchemaType::Json,
+            JSON,
+            Some(&rules("message.qty >= 1 && message.sku.startsWith('S')")),
+            None,
+        )
+        .await;
+        v.validate(
+            "items",
+            KeyOrValue::Value,
+            &framed(jid, br#"{"sku":"S-1","qty":2}"#),
+            NO_HEADERS,
+            &topic_full(),
+        )
+        .await
+        .unwrap();
+        let e = v
+            .validate(
+                "items",
+                KeyOrValue::Value,
+                &framed(jid, br#"{"sku":"S-1","qty":0}"#),
+                NO_HEADERS,
+                &topic_full(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ValidationError::RuleFailed { .. }), "{e}");
+        // A missing field is an evaluation error: the rule fails, naming the key only.
+        let e = v
+            .validate(
+                "items",
+                KeyOrValue::Value,
+                &framed(jid, br#"{"sku":"SECRET"}"#),
+                NO_HEADERS,
+                &topic_full(),
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("no such key 'qty'"), "{e}");
+        assert!(!e.to_string().contains("SECRET"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn bad_expression_refuses_with_the_rule_name() {
+        // The registry refuses such a rule set (42210), but `_schemas` may hold one written by
+        // another registry: replay it as a record.
+        let store = Arc::new(MemoryStore::new());
+        let broken = r#"{"domainRules":[{"name":"broken","kind":"CONDITION","mode":"WRITE","type":"CEL","expr":"message.amount >"}]}"#;
+        let id = 1;
+        store
+            .apply(
+                &[crate::api::Change::Schema(crate::api::SchemaRecord {
+                    subject: "orders-value".into(),
+                    version: 1,
+                    id,
+                    schema_type: SchemaType::Avro,
+                    schema: ORDER_AVRO.into(),
+                    references: vec![],
+                    metadata: None,
+                    rule_set: Some(serde_json::from_str(broken).unwrap()),
+                    guid: None,
+                    deleted: false,
+                })],
+                None,
+            )
+            .unwrap();
+        let v = Validator::new(store);
+        let e = v
+            .validate(
+                "orders",
+                KeyOrValue::Value,
+                &framed(id, &avro_order("a", 1)),
+                NO_HEADERS,
+                &topic_full(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ValidationError::RuleInvalid { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("data-quality rule 'broken' (CEL: message.amount >) of schema {id} (orders-value) does not compile")),
+            "{e}"
+        );
+    }
+
+    /// Refuses strings containing "4111" and the integer 4111111111111111, recording what it saw.
+    struct Spy(std::sync::Mutex<Vec<(String, Vec<String>)>>);
+
+    impl FieldScanner for Spy {
+        fn check(&self, f: &ScannedField<'_>) -> Option<String> {
+            if let Ok(mut seen) = self.0.lock() {
+                seen.push((f.full_name.to_string(), f.tags.to_vec()));
+            }
+            match f.value {
+                ScalarValue::Str(s) if s.contains("4111") => Some("holds a PAN".into()),
+                ScalarValue::Int(4111111111111111) => Some("holds a PAN".into()),
+                _ => None,
+            }
+        }
+    }
+
+    const PAY_AVRO: &str = r#"{"type":"record","name":"Pay","namespace":"shop","fields":[{"name":"ref","type":"string","confluent:tags":["REF"]},{"name":"card","type":"long"}]}"#;
+
+    #[tokio::test]
+    async fn field_scanner_sees_decoded_avro_and_json_fields_with_tags() {
+        let store = Arc::new(MemoryStore::new());
+        let id = register_contract(
+            &store,
+            "pay-value",
+            SchemaType::Avro,
+            PAY_AVRO,
+            None,
+            Some(r#"{"tags":{"Pay.card":["PAN"]}}"#),
+        )
+        .await;
+        let v = Validator::new(store.clone());
+        let pay = |r: &str, card: i64| {
+            let mut p = vec![u8::try_from(r.len() * 2).unwrap()];
+            p.extend_from_slice(r.as_bytes());
+            let mut z = ((card << 1) ^ (card >> 63)) as u64;
+            loop {
+                let b = (z & 0x7f) as u8;
+                z >>= 7;
+                if z == 0 {
+                    p.push(b);
+                    break;
+                }
+                p.push(b | 0x80);
+            }
+            framed(id, &p)
+        };
+        let spy = Spy(Default::default());
+        let ok = v
+            .validate_with(
+                "pay",
+                KeyOrValue::Value,
+                &pay("r-1", 42),
+                NO_HEADERS,
+                &schema_id_policy(),
+                Some(&spy),
+            )
+            .await
+            .unwrap();
+        assert!(ok.fields_scanned && ok.content_checked);
+        assert_eq!(
+            spy.0.lock().unwrap().clone(),
+            vec![
+                ("shop.Pay.ref".to_string(), vec!["REF".to_string()]),
+                ("shop.Pay.card".to_string(), vec!["PAN".to_string()]),
+            ]
+        );
+        let e = v
+            .validate_with(
+                "pay",
+                KeyOrValue::Value,
+                &pay("r-1", 4111111111111111),
+                NO_HEADERS,
+                &topic_full(),
+                Some(&spy),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("field 'card' of schema {id} (pay-value) holds a PAN")
+        );
+        // Schema-id mode, payload that does not decode: no scan, the caller falls back.
+        let ok = v
+            .validate_with(
+                "pay",
+                KeyOrValue::Value,
+                &framed(id, b"\xff"),
+                NO_HEADERS,
+                &schema_id_policy(),
+                Some(&spy),
+            )
+            .await
+            .unwrap();
+        assert!(!ok.fields_scanned);
+
+        let json = r#"{"title":"Card","type":"object","properties":{"holder":{"type":"object","properties":{"pan":{"type":"string","confluent:tags":["PAN"]}}}}}"#;
+        let jid =
+            register_contract(&store, "cards-value", SchemaType::Json, json, None, None).await;
+        let e = v
+            .validate_with(
+                "cards",
+                KeyOrValue::Value,
+                &framed(jid, br#"{"holder":{"pan":"4111 1111 1111 1111"}}"#),
+                NO_HEADERS,
+                &topic_full(),
+                Some(&spy),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("field 'holder.pan' of schema"),
+            "{e}"
+        );
+        let seen = spy.0.lock().unwrap().clone();
+        assert_eq!(
+            seen.last(),
+            Some(&("Card.holder.pan".to_string(), vec!["PAN".to_string()]))
         );
     }
 

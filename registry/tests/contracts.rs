@@ -166,6 +166,9 @@ async fn invalid_rule_sets_are_42210() {
         json!({"domainRules": [{"name": "a", "kind": "SOMETIMES", "mode": "WRITE", "type": "CEL"}]}),
         json!({"domainRules": [{"name": "a", "kind": "CONDITION", "mode": "ALWAYS", "type": "CEL"}]}),
         json!({"migrationRules": [{"name": "a", "kind": "TRANSFORM", "mode": "WRITE", "type": "JSONATA"}]}),
+        // A CEL condition the gateway could not compile.
+        json!({"domainRules": [{"name": "a", "kind": "CONDITION", "mode": "WRITE", "type": "CEL",
+                                "expr": "message.amount >"}]}),
     ];
     for rs in bad {
         let (s, v) = call(

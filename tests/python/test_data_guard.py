@@ -9,20 +9,28 @@ but from Python:
   `gatehouse.pan.guard`) and read back with `describe_configs`;
 * Avro and JSON Schema records from Confluent's serializers pass and read back with the
   matching deserializers, on an encrypted topic too (the gateway decrypts for the admin);
-  Protobuf (a message built at run time from a FileDescriptorProto) is framed by hand and
-  read back with ProtobufDeserializer, because ProtobufSerializer does not work against this
-  registry yet (two strict xfails: base64 descriptors refused, ?format=serialized ignored);
+  Protobuf (a message built at run time from a FileDescriptorProto) both framed by hand and
+  through ProtobufSerializer (the registry takes its base64 descriptors and serves
+  ?format=serialized), read back with ProtobufDeserializer;
 * poison pills refused with INVALID_RECORD as librdkafka reports it, and with the broker's
   error_message / record_errors through one raw Produce (kafka-python), since librdkafka's
   delivery report only carries the error code's name (asserted below);
 * nothing of a refused batch is stored (high watermarks before/after);
 * `gatehouse.encryption.readers=role`: the admin super user reads ciphertext (with the
   `gatehouse.enc` header) until it is bound to `plaintext-reader` through the admin REST API
-  (`POST /v1/roles`), then plaintext.
+  (`POST /v1/roles`), then plaintext;
+* data contracts: a schema registered with SchemaRegistryClient as
+  `Schema(..., rule_set=RuleSet(domain_rules=[Rule(... CEL ...)]))` is enforced by the
+  gateway (a record failing the CEL rule is refused, naming the rule, and copied to the
+  topic's `gatehouse.dead.letter.topic` with its error headers). The client must not run the
+  rule itself, so the AvroSerializer is built with `auto.register.schemas=False` and
+  `use.latest.version=False` (it then only looks the schema up and never executes rules;
+  confluent-kafka runs rules only for a schema fetched with use.latest.version /
+  use.schema.id, and its CEL executor needs `celpy`, which is not installed);
+* a card number in an Avro `long` field is refused by the PAN guard (decoded-field check).
 """
 
 import base64
-import binascii
 import json
 import ssl
 import time
@@ -32,9 +40,9 @@ import urllib.request
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry import (Rule, RuleKind, RuleMode, RuleSet, Schema,
+                                             SchemaRegistryClient)
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
-from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -212,7 +220,11 @@ TOPIC_CONFIGS = {
     "enc": {"gatehouse.encryption": "true", "gatehouse.value.schema.validation": "full"},
     "pan": {"gatehouse.pan.guard": "true"},
     "role": {"gatehouse.encryption": "true", "gatehouse.encryption.readers": "role"},
+    "cel": {"gatehouse.value.schema.validation": "full",
+            "gatehouse.dead.letter.topic": "guard-cel-dead-letters"},
+    "pan_long": {"confluent.value.schema.validation": "true", "gatehouse.pan.guard": "true"},
 }
+CEL_DLQ = "guard-cel-dead-letters"
 
 
 @pytest.fixture(scope="module")
@@ -307,8 +319,8 @@ message Order {
 
 def test_protobuf_round_trip(serve, env):
     """Protobuf records in Confluent's framing (id, message indexes [0] as one zero byte,
-    payload) built by hand, since confluent-kafka's ProtobufSerializer cannot talk to this
-    registry yet (the two xfail tests below); read back with ProtobufDeserializer."""
+    payload) built by hand from the .proto text registered here; read back with
+    ProtobufDeserializer (which fetches ?format=serialized)."""
     topic, sr = env["topics"]["proto"], env["sr"]
     sid = register(sr, f"{topic}-value", ORDER_PROTO, "PROTOBUF")
     Order = order_message_class()
@@ -322,12 +334,6 @@ def test_protobuf_round_trip(serve, env):
                    contains=("does not match schema",))
 
 
-@pytest.mark.xfail(strict=True, raises=SchemaRegistryError, reason=(
-    "registry rejects the base64-encoded FileDescriptorProto that confluent-kafka's "
-    "ProtobufSerializer registers (auto.register.schemas, the default): POST "
-    "/subjects/{s}/versions with schemaType PROTOBUF answers 422/42201 'Invalid schema: "
-    "expected 'enum', ... but found 'ChRw...''; Confluent's registry accepts both .proto text "
-    "and base64 descriptors"))
 def test_protobuf_serializer_auto_register(serve, env):
     topic, sr = env["topics"]["proto"], env["sr"]
     Order = order_message_class()
@@ -336,11 +342,6 @@ def test_protobuf_serializer_auto_register(serve, env):
     assert produce(serve, topic, [ser(value, ctx(topic))]) == [None]
 
 
-@pytest.mark.xfail(strict=True, raises=binascii.Error, reason=(
-    "registry ignores ?format=serialized on GET /subjects/{s}/versions/latest (and "
-    "/schemas/ids/{id}): it returns the .proto text where Confluent returns the base64 "
-    "FileDescriptorProto, so ProtobufSerializer(use.latest.version) fails in "
-    "_str_to_proto with binascii.Error 'Incorrect padding'"))
 def test_protobuf_serializer_use_latest_version(serve, env):
     topic, sr = env["topics"]["proto"], env["sr"]
     register(sr, f"{topic}-value", ORDER_PROTO, "PROTOBUF")
@@ -480,3 +481,61 @@ def test_readers_role_admin_reads_ciphertext_until_bound(serve, env):
     assert status == 200, body
     [m] = read_all(serve, topic, 1)
     assert m.value() != plain
+
+
+AMOUNT_AVRO = json.dumps({
+    "type": "record", "name": "Charge", "namespace": "py.guard",
+    "fields": [{"name": "id", "type": "long"}, {"name": "amount", "type": "long"}]})
+
+
+def test_cel_rule_registered_with_schema_is_enforced_by_the_gateway(serve, env):
+    topic, sr, wm = env["topics"]["cel"], env["sr"], env["wm"]
+    rule = Rule(name="positive_amount", doc=None, kind=RuleKind.CONDITION, mode=RuleMode.WRITE,
+                type="CEL", tags=None, params=None, expr="message.amount > 0",
+                on_success=None, on_failure=None, disabled=None)
+    schema = Schema(AMOUNT_AVRO, "AVRO",
+                    rule_set=RuleSet(migration_rules=None, domain_rules=[rule]))
+    sid = sr.register_schema(f"{topic}-value", schema)
+    stored = sr.get_latest_version(f"{topic}-value")
+    assert stored.schema.rule_set is not None, "the registry keeps the rule set"
+    assert [r.name for r in stored.schema.rule_set.domain_rules] == ["positive_amount"]
+    # Look the schema up only: no client-side rule execution.
+    ser = AvroSerializer(sr, schema, conf={"auto.register.schemas": False,
+                                           "use.latest.version": False})
+    good = ser({"id": 1, "amount": 5}, ctx(topic))
+    bad = ser({"id": 2, "amount": -7}, ctx(topic))
+    assert good[1:5] == sid.to_bytes(4, "big") and bad[1:5] == sid.to_bytes(4, "big")
+    assert produce(serve, topic, [good]) == [None]
+    msg = assert_refused(serve, wm, topic, bad, contains=(
+        "record fails data-quality rule 'positive_amount' (CEL: message.amount > 0)",
+        f"of schema {sid} ({topic}-value)"))
+    assert "-7" not in msg, msg
+    # Both refusals (librdkafka's and the raw produce) are in the dead-letter topic (written
+    # by the gateway in the background).
+    deadline = time.monotonic() + TIMEOUT_S
+    copied = 0
+    while copied < 2 and time.monotonic() < deadline:
+        try:
+            copied = wm.high(CEL_DLQ)
+        except Exception:  # the topic does not exist until the first copy
+            time.sleep(0.2)
+    assert copied == 2, f"{copied} records in {CEL_DLQ}"
+    got = read_all(serve, CEL_DLQ, 2)
+    for m in got:
+        assert m.value() == bad
+        headers = dict(m.headers() or [])
+        assert b"positive_amount" in headers["__gatehouse.error"], headers
+        assert headers["__gatehouse.topic"] == topic.encode()
+        assert headers["__gatehouse.schema_id"] == str(sid).encode()
+
+
+def test_pan_in_avro_long_field_is_refused(serve, env):
+    topic, sr = env["topics"]["pan_long"], env["sr"]
+    sid = register(sr, f"{topic}-value", AMOUNT_AVRO)
+    ser = AvroSerializer(sr, AMOUNT_AVRO, conf={"auto.register.schemas": False})
+    assert produce(serve, topic, [ser({"id": 1, "amount": 1732550400000}, ctx(topic))]) == [None]
+    value = ser({"id": 2, "amount": int(CARD.replace(" ", ""))}, ctx(topic))
+    assert value[1:5] == sid.to_bytes(4, "big")
+    assert_refused(serve, env["wm"], topic, value,
+                   contains=("field 'amount'", "card number", "keyed hash"),
+                   not_contains=(CARD.replace(" ", ""), "4111"))

@@ -67,6 +67,9 @@ pub fn validate_rule_set(rs: &RuleSet) -> Result<(), RegistryError> {
             }
         }
     }
+    // The gateway runs CEL conditions: one that does not compile would refuse every record
+    // of the schema, so it is refused at registration instead.
+    crate::rules::check_rule_set(rs).map_err(RegistryError::InvalidRuleSet)?;
     Ok(())
 }
 
