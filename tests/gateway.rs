@@ -766,3 +766,99 @@ async fn kafka_conn_result(b: &Broker) -> Result<Connection, gatehouse_protocol:
     )
     .await
 }
+
+/// `gatehouse.audit.data.access=all` (PCI DSS 10.2.1.1): every granted produce and fetch of
+/// that topic is in the trail with principal, operation, partitions and record counts (never
+/// content); a topic without the setting has none, and its denials are still recorded.
+#[test]
+fn data_access_is_audited_for_topics_that_ask() {
+    use rdkafka::admin::{AdminClient, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let mut b = serve();
+    let audited = unique("cardholder");
+    let quiet = unique("metrics");
+    let admin: AdminClient<DefaultClientContext> = admin_cfg(&b).create().expect("admin");
+    let topics = [
+        NewTopic::new(&audited, 2, TopicReplication::Fixed(1))
+            .set("gatehouse.audit.data.access", "all"),
+        NewTopic::new(&quiet, 1, TopicReplication::Fixed(1)),
+    ];
+    for r in runtime()
+        .block_on(admin.create_topics(&topics, &admin_opts()))
+        .expect("create topics")
+    {
+        r.expect("topic created");
+    }
+    // A bad value is refused with INVALID_CONFIG.
+    let bad = NewTopic::new("x-bad-audit", 1, TopicReplication::Fixed(1))
+        .set("gatehouse.audit.data.access", "sometimes");
+    let res = runtime()
+        .block_on(admin.create_topics([&bad], &admin_opts()))
+        .expect("create topics");
+    assert!(
+        matches!(&res[0], Err((_, RDKafkaErrorCode::InvalidConfig))),
+        "{res:?}"
+    );
+    let p = make_producer(admin_cfg(&b));
+    produce(&p, &audited, 6).expect("produce audited");
+    produce(&p, &quiet, 4).expect("produce quiet");
+    drop(p);
+    assert_eq!(consume(admin_cfg(&b), None, &audited, 6).len(), 6);
+    assert_eq!(consume(admin_cfg(&b), None, &quiet, 4).len(), 4);
+    b.terminate();
+
+    let out = Command::new(gatehouse_bin())
+        .args([
+            "audit",
+            "query",
+            b.data_dir().join("audit").to_str().unwrap(),
+            "--resource",
+            &audited,
+        ])
+        .output()
+        .expect("audit query");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &serde_json::Value| e.to_string().contains("gatehouse.audit.data.access=all"))
+        .collect();
+    let sum = |method: &str, op: &str| -> i64 {
+        events
+            .iter()
+            .filter(|e| {
+                let s = e.to_string();
+                s.contains(method) && s.contains(&format!("\"{op}\"")) && s.contains("User:admin")
+            })
+            .map(|e| {
+                let s = e.to_string();
+                let at = s.find("\"records\":\"").map(|i| i + 11).unwrap_or(0);
+                s[at..]
+                    .split('"')
+                    .next()
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    assert_eq!(sum("kafka.Produce", "Write"), 6, "{text}");
+    assert_eq!(sum("kafka.Fetch", "Read"), 6, "{text}");
+    assert!(
+        !text.contains("value-"),
+        "record content in the trail: {text}"
+    );
+    let all = Command::new(gatehouse_bin())
+        .args([
+            "audit",
+            "query",
+            b.data_dir().join("audit").to_str().unwrap(),
+        ])
+        .output()
+        .expect("audit query");
+    let all = String::from_utf8_lossy(&all.stdout);
+    assert!(
+        !all.lines()
+            .any(|l| l.contains(&quiet) && l.contains("gatehouse.audit.data.access")),
+        "a topic without the setting has no data-access events"
+    );
+}

@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::authz::{self, Access, Request, Route, code};
-use crate::{Inner, Listener, admin, crypt, guard, topics};
+use crate::{Inner, Listener, access, admin, crypt, guard, topics};
 
 /// A response being produced; `Err` closes the connection after the responses before it.
 type Pending = Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>;
@@ -356,6 +356,7 @@ impl State {
         let gw = self.gw.clone();
         let rewriter = self.info.listener.rewriter.clone();
         let mut rejections = Vec::new();
+        let mut accessed = Vec::new();
         let route = if h.api_key == ApiKey::Produce as i16 {
             match authz::produce_parts(&req, access) {
                 Ok(authz::ProduceParts::Done(r)) => Ok(r),
@@ -374,6 +375,9 @@ impl State {
                         crypt::encrypt_produce(&mut parts, &gw.governance, gw.envelope.as_ref())
                             .await,
                     );
+                    if gw.governance.any_data_access_audit() {
+                        accessed = access::produce_accessed(&parts.request, &gw.governance);
+                    }
                     authz::produce_route(&req, parts, &rewriter)
                 }
                 Err(e) => Err(e),
@@ -388,6 +392,18 @@ impl State {
             .collect();
         for r in &rejections {
             audit.push(self.rejection_event(&principal, &h, r));
+        }
+        let access_ctx = AccessCtx {
+            principal: principal.to_string(),
+            mechanism: format!("{}/{mechanism}", self.info.listener.security_protocol()),
+            peer: self.info.peer.to_string(),
+            client_id: self.client_id.clone(),
+            correlation_id: h.correlation_id,
+            api_key: h.api_key,
+            api_version: h.api_version,
+        };
+        for a in &accessed {
+            audit.push(access_ctx.event(&self.gw, a, "Write"));
         }
         // Administrative changes are recorded when granted too (what was done, by whom).
         for (rt, name, op) in authz::admin_resources(&req) {
@@ -464,6 +480,30 @@ impl State {
             then = Some(Box::new(move |framed: Bytes| {
                 Box::pin(async move {
                     crypt::decrypt_fetch(framed, version, governance, envelope, reader).await
+                })
+            }));
+        }
+        if h.api_key == ApiKey::Fetch as i16 && gw.governance.any_data_access_audit() {
+            // After decryption (if any): count what each audited topic returned, record it
+            // durably, then answer.
+            let before = then.take();
+            let gw = gw.clone();
+            let version = h.api_version;
+            then = Some(Box::new(move |framed: Bytes| {
+                Box::pin(async move {
+                    let framed = match before {
+                        Some(f) => f(framed).await?,
+                        None => framed,
+                    };
+                    let accessed = access::fetch_accessed(&framed, version, &gw.governance)?;
+                    if !accessed.is_empty() {
+                        let events = accessed
+                            .iter()
+                            .map(|a| access_ctx.event(&gw, a, "Read"))
+                            .collect();
+                        gw.audit_now(events).await?;
+                    }
+                    Ok(framed)
                 })
             }));
         }
@@ -875,6 +915,41 @@ impl State {
 }
 
 /// A readable name for an API key.
+/// Who made a request, for data-access events built after the upstream answered.
+struct AccessCtx {
+    principal: String,
+    mechanism: String,
+    peer: String,
+    client_id: Option<String>,
+    correlation_id: i32,
+    api_key: i16,
+    api_version: i16,
+}
+
+impl AccessCtx {
+    /// The granted-access event for one topic of the request (counts, never content).
+    fn event(&self, gw: &Inner, a: &access::Accessed, operation: &str) -> AuditEvent {
+        let mut b = AuditEvent::builder(EventType::Authorization)
+            .service(crate::AUDIT_SERVICE)
+            .method(format!("kafka.{}", api_name(self.api_key)))
+            .principal(self.principal.clone())
+            .auth_mechanism(self.mechanism.clone())
+            .resource("Topic", a.topic.clone())
+            .operation(operation)
+            .client_address(self.peer.clone())
+            .correlation_id(self.correlation_id.to_string())
+            .granted(true)
+            .matched_rule("gatehouse.audit.data.access=all")
+            .attribute("apiVersion", self.api_version.to_string())
+            .attribute("partitions", access::partition_list(&a.partitions))
+            .attribute("records", a.records.to_string());
+        if let Some(c) = &self.client_id {
+            b = b.client_id(c.clone());
+        }
+        gw.finish_event(b)
+    }
+}
+
 pub(crate) fn api_name(key: i16) -> String {
     match ApiKey::try_from(key) {
         Ok(k) => format!("{k:?}"),

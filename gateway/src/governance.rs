@@ -23,6 +23,7 @@
 //! | `gatehouse.pan.guard.tags` | comma-separated tag names | with a known schema, only fields carrying one of these tags are checked (decoded form) |
 //! | `gatehouse.pan.guard.allowlist.fields` | comma-separated field paths (`*`/`**` wildcards) | decoded fields never checked (ids that look like PANs) |
 //! | `gatehouse.dead.letter.topic` | a topic name (not `_schemas`, not `_gatehouse*`) | refused records (never PAN refusals) are copied there with their error |
+//! | `gatehouse.audit.data.access` | `none`, `denied`, `all` | `all`: every granted Produce and Fetch of the topic is audited (PCI DSS 10.2.1.1); denials are always audited, so `none` and `denied` behave alike |
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -107,6 +108,7 @@ pub fn check(name: &str, value: Option<&str>) -> Result<(), String> {
             matches!(value, "none" | "schema-id" | "full")
         }
         "gatehouse.encryption.readers" => matches!(value, "all" | "role"),
+        "gatehouse.audit.data.access" => matches!(value, "none" | "denied" | "all"),
         "gatehouse.pan.guard.allowlist" => value
             .split(',')
             .map(str::trim)
@@ -177,6 +179,7 @@ pub const KNOWN: &[&str] = &[
     "gatehouse.pan.guard.tags",
     "gatehouse.pan.guard.allowlist.fields",
     "gatehouse.dead.letter.topic",
+    "gatehouse.audit.data.access",
 ];
 
 /// The policy of one topic, derived from its governance configs.
@@ -201,6 +204,8 @@ pub struct TopicPolicy {
     pub pan_field_allowlist: Vec<String>,
     /// Where refused records are copied (`gatehouse.dead.letter.topic`).
     pub dead_letter_topic: Option<String>,
+    /// Every granted data access is audited (`gatehouse.audit.data.access=all`).
+    pub audit_data_access: bool,
 }
 
 impl TopicPolicy {
@@ -243,6 +248,7 @@ impl TopicPolicy {
                 .map(str::trim)
                 .filter(|t| check_dead_letter_topic(t).is_ok())
                 .map(str::to_string),
+            audit_data_access: get("gatehouse.audit.data.access") == Some("all"),
         }
     }
 
@@ -329,6 +335,24 @@ impl Governance {
     /// Whether any topic has encryption on (fetch responses are only inspected then).
     pub fn any_encryption(&self) -> bool {
         self.inner.read().policies.values().any(|p| p.encryption)
+    }
+
+    /// Whether any topic audits every data access (fetch responses are only counted then).
+    pub fn any_data_access_audit(&self) -> bool {
+        self.inner
+            .read()
+            .policies
+            .values()
+            .any(|p| p.audit_data_access)
+    }
+
+    /// Whether `topic` audits every data access.
+    pub fn audits_data_access(&self, topic: &str) -> bool {
+        self.inner
+            .read()
+            .policies
+            .get(topic)
+            .is_some_and(|p| p.audit_data_access)
     }
 
     /// Whether `topic` is being created and its governance state is not stored yet.

@@ -12,6 +12,7 @@
 //! Public API: [`Gateway::start`] with a [`GatewayConfig`] and its [`GatewayDeps`];
 //! [`Gateway::shutdown`] drains (stop accepting, finish in-flight requests, close).
 
+mod access;
 pub(crate) mod admin;
 pub mod authz;
 mod conn;
