@@ -162,25 +162,42 @@ async fn encrypt_records(topic: &str, records: Bytes, env: &Envelope) -> Result<
         };
         let mut b = new_builder(header.base_sequence);
         let mut pushed: i32 = 0;
-        for mut rec in recs {
-            if let Some(value) = rec.value.take() {
-                let enc = env
-                    .encrypt_fields(topic, &[(Field::Value, &value)])
+        // One DEK reservation and one AAD for the whole batch (tombstones stay clear).
+        let values: Vec<&[u8]> = recs.iter().filter_map(|r| r.value.as_deref()).collect();
+        let enc = if values.is_empty() {
+            None
+        } else {
+            Some(
+                env.encrypt_many(topic, Field::Value, &values)
                     .await
-                    .map_err(|e| format!("encryption failed: {e}"))?;
-                let ciphertext = enc.ciphertexts.into_iter().next().unwrap_or_default();
-                rec.value = Some(Bytes::from(ciphertext));
-                let h = EncHeader {
-                    dek_id: enc.dek_id,
+                    .map_err(|e| format!("encryption failed: {e}"))?,
+            )
+        };
+        // Shared by every record of the batch (same DEK, same origin topic).
+        let enc_header = enc.as_ref().map(|e| {
+            Bytes::copy_from_slice(
+                &EncHeader {
+                    dek_id: e.dek_id,
                     flags: FLAG_VALUE,
-                };
+                }
+                .encode(),
+            )
+        });
+        let topic_header = Bytes::copy_from_slice(topic.as_bytes());
+        let mut ciphertexts = enc.map(|e| e.ciphertexts).unwrap_or_default().into_iter();
+        for mut rec in recs {
+            if rec.value.take().is_some() {
+                let ciphertext = ciphertexts
+                    .next()
+                    .ok_or_else(|| "encryption returned too few values".to_string())?;
+                rec.value = Some(Bytes::from(ciphertext));
                 rec.headers.push(RecordHeader::new(
                     Bytes::from_static(ENC_HEADER.as_bytes()),
-                    Some(Bytes::copy_from_slice(&h.encode())),
+                    enc_header.clone(),
                 ));
                 rec.headers.push(RecordHeader::new(
                     Bytes::from_static(TOPIC_HEADER.as_bytes()),
-                    Some(Bytes::copy_from_slice(topic.as_bytes())),
+                    Some(topic_header.clone()),
                 ));
             }
             let ts = record_timestamp(&rec, &header);

@@ -366,12 +366,23 @@ struct Compiled {
 /// Compiled schemas by id, with the fingerprint of the stored schema they were built from.
 type Cache = HashMap<i32, (String, Arc<Compiled>)>;
 
+/// What one id resolved to at one store generation: the compiled schema and the live subjects
+/// that use it. Valid while [`SchemaStore::generation`] still answers `generation`, so the hot
+/// path does no store lookup, no copy of the schema text and no fingerprint per record.
+#[derive(Clone)]
+struct Resolved {
+    generation: u64,
+    compiled: Arc<Compiled>,
+    subjects: Arc<[String]>,
+}
+
 /// The record validation API (cheap to clone; clones share the cache).
 #[derive(Clone)]
 pub struct Validator {
     store: Arc<dyn SchemaStore>,
     guids: Option<Arc<dyn GuidLookup>>,
     cache: Arc<RwLock<Cache>>,
+    resolved: Arc<RwLock<HashMap<i32, Resolved>>>,
 }
 
 impl fmt::Debug for Validator {
@@ -419,6 +430,7 @@ impl Validator {
             store,
             guids: None,
             cache: Arc::new(RwLock::new(HashMap::new())),
+            resolved: Arc::new(RwLock::new(HashMap::new())),
         }
     }
 
@@ -471,7 +483,7 @@ impl Validator {
                     .ok_or_else(|| ValidationError::UnknownGuid(guid_string(&g)))?,
             },
         };
-        let compiled = self.compiled(id).await?;
+        let (compiled, registered) = self.resolve(id).await?;
         let payload = bytes.get(offset..).unwrap_or_default();
 
         // The Protobuf message (from the index array) is needed for record names and decoding.
@@ -531,16 +543,11 @@ impl Validator {
                 }
             }
         };
-        let registered = match self.store.subjects_by_id(id, false).await {
-            Ok(s) => s,
-            Err(RegistryError::SchemaNotFound(_)) => Vec::new(),
-            Err(e) => return Err(store_err(e)),
-        };
         if !registered.contains(&subject) {
             return Err(ValidationError::WrongSubject {
                 id,
                 subject,
-                registered,
+                registered: registered.to_vec(),
             });
         }
         let mismatch = |why: String| ValidationError::PayloadMismatch {
@@ -666,6 +673,43 @@ impl Validator {
     }
 
     /// The compiled schema for `id`, from the cache when its fingerprint is unchanged.
+    /// The compiled schema of `id` and the live subjects using it: from [`Self::resolved`]
+    /// while the store's generation is unchanged, else looked up (and remembered).
+    async fn resolve(&self, id: i32) -> Result<(Arc<Compiled>, Arc<[String]>), ValidationError> {
+        let generation = self.store.generation();
+        if let Some(g) = generation
+            && let Ok(r) = self.resolved.read()
+            && let Some(hit) = r.get(&id)
+            && hit.generation == g
+        {
+            return Ok((hit.compiled.clone(), hit.subjects.clone()));
+        }
+        let compiled = self.compiled(id).await?;
+        let subjects: Arc<[String]> = match self.store.subjects_by_id(id, false).await {
+            Ok(s) => s.into(),
+            Err(RegistryError::SchemaNotFound(_)) => Vec::new().into(),
+            Err(e) => return Err(store_err(e)),
+        };
+        // The generation read *before* the lookups: a change during them leaves an entry that
+        // the next call sees as stale.
+        if let Some(generation) = generation
+            && let Ok(mut r) = self.resolved.write()
+        {
+            if r.len() >= CACHE_CAPACITY && !r.contains_key(&id) {
+                r.clear();
+            }
+            r.insert(
+                id,
+                Resolved {
+                    generation,
+                    compiled: compiled.clone(),
+                    subjects: subjects.clone(),
+                },
+            );
+        }
+        Ok((compiled, subjects))
+    }
+
     async fn compiled(&self, id: i32) -> Result<Arc<Compiled>, ValidationError> {
         let stored = match self.store.schema_by_id(id).await {
             Ok(s) => s,
@@ -1418,6 +1462,17 @@ mod tests {
     #[tokio::test]
     async fn soft_deleted_subject_is_refused() {
         let (v, store, id) = setup("orders-value", SchemaType::Avro, ORDER_AVRO).await;
+        // Validated once (and remembered at this store generation) ...
+        v.validate(
+            "orders",
+            KeyOrValue::Value,
+            &framed(id, &[]),
+            NO_HEADERS,
+            &ValidationPolicy::default(),
+        )
+        .await
+        .unwrap();
+        // ... then the subject goes: the remembered answer must not outlive the change.
         store.delete_subject("orders-value", false).await.unwrap();
         let e = v
             .validate(

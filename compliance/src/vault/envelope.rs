@@ -196,6 +196,28 @@ impl Envelope {
         })
     }
 
+    /// Encrypts the same field of many records of `topic` under one DEK (one reservation of
+    /// `plaintexts.len()` uses, one AAD): the produce path's per-batch form of
+    /// [`Envelope::encrypt`]. Each ciphertext still has its own random IV.
+    pub async fn encrypt_many(
+        &self,
+        topic: &str,
+        field: Field<'_>,
+        plaintexts: &[&[u8]],
+    ) -> Result<EncryptedFields, VaultError> {
+        let n = u64::try_from(plaintexts.len()).unwrap_or(u64::MAX).max(1);
+        let dek = self.store.encryption_dek(topic, n).await?;
+        let aad = aad(&dek.kek_id, field, topic);
+        let ciphertexts = plaintexts
+            .iter()
+            .map(|pt| cipher::seal(&dek.key, &aad, pt))
+            .collect::<Result<Vec<_>, CipherError>>()?;
+        Ok(EncryptedFields {
+            ciphertexts,
+            dek_id: dek.id,
+        })
+    }
+
     /// Decrypts one field. `origin_topic` comes from [`TOPIC_HEADER`] (falling back to the
     /// topic the record was read from). Unknown DEKs, destroyed KEKs and ciphertext that does
     /// not authenticate give an error, never a panic.

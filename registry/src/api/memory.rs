@@ -75,6 +75,8 @@ struct State {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: RwLock<State>,
+    /// Bumped whenever the state is locked for writing (see [`SchemaStore::generation`]).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl MemoryStore {
@@ -90,9 +92,20 @@ impl MemoryStore {
     }
 
     fn write(&self) -> StoreResult<std::sync::RwLockWriteGuard<'_, State>> {
-        self.state
+        let guard = self
+            .state
             .write()
-            .map_err(|_| RegistryError::Store("state lock poisoned".into()))
+            .map_err(|_| RegistryError::Store("state lock poisoned".into()))?;
+        // Bumped under the lock, before any change: a reader that sees the new number and
+        // then reads the state waits for the writer and sees the changed state.
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Ok(guard)
+    }
+
+    /// See [`SchemaStore::generation`].
+    pub fn current_generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -1071,6 +1084,10 @@ impl State {
 impl SchemaStore for MemoryStore {
     async fn execute_write(&self, op: WriteOp) -> StoreResult<WriteOut> {
         self.execute(op)
+    }
+
+    fn generation(&self) -> Option<u64> {
+        Some(self.current_generation())
     }
 
     async fn lookup(

@@ -425,6 +425,12 @@ pub type StoreResult<T> = Result<T, RegistryError>;
 /// implementation (and the state machine a log-backed store can replay into).
 #[async_trait]
 pub trait SchemaStore: Send + Sync {
+    /// A number that changes whenever the store's state may have changed, so callers can
+    /// keep what they derived from it (the gateway's validator) until it moves. `None`: no
+    /// such number; callers must look up every time.
+    fn generation(&self) -> Option<u64> {
+        None
+    }
     /// Applies one state change (validated against the current state; durable before it
     /// returns, for stores that persist). The write methods below are expressed through it.
     async fn execute_write(&self, op: WriteOp) -> StoreResult<WriteOut>;
