@@ -112,6 +112,12 @@ fn s(x: &str) -> StrBytes {
 }
 
 async fn create(conn: &Connection, topic: &str, configs: &[(&str, &str)]) {
+    let (code, message) = create_raw(conn, topic, configs).await;
+    assert_eq!(code, 0, "{message}");
+}
+
+/// CreateTopics for one topic; its error code and message.
+async fn create_raw(conn: &Connection, topic: &str, configs: &[(&str, &str)]) -> (i16, String) {
     let t = CreatableTopic::default()
         .with_name(TopicName(s(topic)))
         .with_num_partitions(1)
@@ -135,9 +141,18 @@ async fn create(conn: &Connection, topic: &str, configs: &[(&str, &str)]) {
         )
         .await
         .expect("CreateTopics");
-    for t in r.topics {
-        assert_eq!(t.error_code, 0, "{:?}", t.error_message);
-    }
+    r.topics
+        .first()
+        .map(|t| {
+            (
+                t.error_code,
+                t.error_message
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+            )
+        })
+        .unwrap_or((-1, "no topic in the answer".into()))
 }
 
 fn wire(id: i32, payload: &[u8]) -> Vec<u8> {
@@ -774,4 +789,134 @@ fn pan_in_an_avro_long_is_refused_and_never_dead_lettered() {
         copied, 0,
         "card data is never copied to the dead-letter topic"
     );
+}
+
+/// `gatehouse.encryption.key=true` and `gatehouse.encryption.headers=trace-id`: keys and the
+/// named header are ciphertext on disk too, and come back as sent through the gateway; other
+/// headers stay clear. Key encryption with `cleanup.policy=compact` is refused at creation.
+#[test]
+fn keys_and_named_headers_are_encrypted_too() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let b = serve();
+    let topic = unique("pii");
+    let compacted = unique("pii-compact");
+    let refused = runtime().block_on(async {
+        let conn = admin_conn(&b).await;
+        create(
+            &conn,
+            &topic,
+            &[
+                ("gatehouse.encryption", "true"),
+                ("gatehouse.encryption.key", "true"),
+                ("gatehouse.encryption.headers", "trace-id"),
+            ],
+        )
+        .await;
+        create_raw(
+            &conn,
+            &compacted,
+            &[
+                ("cleanup.policy", "compact"),
+                ("gatehouse.encryption", "true"),
+                ("gatehouse.encryption.key", "true"),
+            ],
+        )
+        .await
+    });
+    assert_eq!(
+        refused.0, 40,
+        "INVALID_CONFIG for encrypted keys on a compacted topic"
+    );
+    assert!(refused.1.contains("compact"), "{}", refused.1);
+    let secure = || {
+        let mut c = client_config(&b.gateway_tls());
+        c.set("security.protocol", "SASL_SSL")
+            .set("ssl.ca.location", b.ca_pem().to_str().unwrap())
+            .set("sasl.mechanisms", "SCRAM-SHA-256")
+            .set("sasl.username", "admin")
+            .set("sasl.password", ADMIN_PASSWORD);
+        c
+    };
+    let p: FutureProducer = secure().create().unwrap();
+    runtime().block_on(async {
+        for i in 0..5 {
+            let key = format!("CUSTOMER-KEY-MARKER-{i}");
+            let value = format!("value-{i}");
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "trace-id",
+                    value: Some(&format!("TRACE-SECRET-MARKER-{i}")),
+                })
+                .insert(Header {
+                    key: "content-kind",
+                    value: Some("CLEAR-HEADER-MARKER"),
+                });
+            p.send(
+                FutureRecord::to(&topic)
+                    .payload(&value)
+                    .key(&key)
+                    .headers(headers),
+                Duration::from_secs(15),
+            )
+            .await
+            .expect("delivered");
+        }
+    });
+    let disk = segment_bytes(&b, &topic);
+    assert!(
+        !contains(&disk, b"CUSTOMER-KEY-MARKER"),
+        "no plaintext key on disk"
+    );
+    assert!(
+        !contains(&disk, b"TRACE-SECRET-MARKER"),
+        "no plaintext header on disk"
+    );
+    assert!(
+        contains(&disk, b"CLEAR-HEADER-MARKER"),
+        "other headers stay clear"
+    );
+
+    let mut cc = secure();
+    cc.set("group.id", unique("g"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false");
+    let c: BaseConsumer = cc.create().unwrap();
+    c.subscribe(&[&topic]).unwrap();
+    let mut got = Vec::new();
+    let until = std::time::Instant::now() + OP_DEADLINE;
+    while got.len() < 5 && std::time::Instant::now() < until {
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            let m = m.expect("fetch");
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
+            let mut headers = Vec::new();
+            if let Some(h) = m.headers() {
+                for i in 0..h.count() {
+                    let x = h.get(i);
+                    headers.push((
+                        x.key.to_string(),
+                        String::from_utf8_lossy(x.value.unwrap_or_default()).to_string(),
+                    ));
+                }
+            }
+            got.push((key, headers));
+        }
+    }
+    assert_eq!(got.len(), 5);
+    for (key, headers) in got {
+        let i = key
+            .strip_prefix("CUSTOMER-KEY-MARKER-")
+            .unwrap_or_else(|| panic!("key decrypted: {key}"));
+        assert_eq!(
+            headers,
+            vec![
+                ("trace-id".to_string(), format!("TRACE-SECRET-MARKER-{i}")),
+                (
+                    "content-kind".to_string(),
+                    "CLEAR-HEADER-MARKER".to_string()
+                ),
+            ]
+        );
+    }
 }

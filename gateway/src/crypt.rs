@@ -3,10 +3,13 @@
 //! seen anyway) and decrypted on fetch for principals that may read them.
 //!
 //! Produce: each non-control batch of such a topic is decoded, every non-null value replaced by
-//! its envelope ciphertext (`compliance::vault::Envelope`; the DEK id and origin topic go into
-//! the `gatehouse.enc` / `gatehouse.topic` headers), and the batch re-encoded with the same
-//! header (producer id, epoch, base sequence, attributes and codec, timestamps, offsets) and a
-//! new CRC. Tombstones stay tombstones; keys are not encrypted (compacted topics need them).
+//! its envelope ciphertext (`compliance::vault::Envelope`, one DEK reservation per batch; the
+//! DEK id, flags and origin topic go into the `gatehouse.enc` / `gatehouse.topic` headers), and
+//! the batch re-encoded with the same header (producer id, epoch, base sequence, attributes
+//! and codec, timestamps, offsets) and a new CRC. Tombstones stay tombstones. Keys are
+//! encrypted only with `gatehouse.encryption.key=true` (refused together with
+//! `cleanup.policy=compact` at creation: compaction needs stable keys), and the values of the
+//! headers named in `gatehouse.encryption.headers` (listed in `gatehouse.enc.headers`).
 //! A topic without a key-encryption key gets one named after it on first use.
 //!
 //! Fetch: batches of such topics are decoded and values carrying `gatehouse.enc` decrypted,
@@ -19,7 +22,8 @@
 
 use bytes::{Bytes, BytesMut};
 use gatehouse_compliance::vault::envelope::{
-    ENC_HEADER, EncHeader, Envelope, FLAG_VALUE, Field, TOPIC_HEADER,
+    ENC_HEADER, ENC_HEADERS_HEADER, EncHeader, Envelope, FLAG_HEADERS, FLAG_KEY, FLAG_VALUE, Field,
+    TOPIC_HEADER,
 };
 use gatehouse_policy::{Authorizer, Principal, ResourceType};
 use gatehouse_protocol::header::{decode_body, encode_response, split_response};
@@ -29,7 +33,7 @@ use gatehouse_protocol::messages::produce_response::PartitionProduceResponse;
 use gatehouse_protocol::records::{BatchBuilder, RawBatches, Record, RecordHeader, TimestampType};
 
 use crate::authz::ProduceRequestParts;
-use crate::governance::Governance;
+use crate::governance::{Governance, TopicPolicy};
 use crate::guard::Rejection;
 
 /// The role whose holders get plaintext on `readers=role` topics.
@@ -57,9 +61,9 @@ pub(crate) async fn encrypt_produce(
     let mut changed = false;
     for topic in &mut parts.request.topic_data {
         let name = topic.name.to_string();
-        if !governance.policy(&name).is_some_and(|p| p.encryption) {
+        let Some(policy) = governance.policy(&name).filter(|p| p.encryption) else {
             continue;
-        }
+        };
         let mut refused = Vec::new();
         let mut kept = Vec::with_capacity(topic.partition_data.len());
         for mut p in topic.partition_data.drain(..) {
@@ -72,7 +76,7 @@ pub(crate) async fn encrypt_produce(
                     "encryption is required for this topic but no key vault is configured"
                         .to_string(),
                 ),
-                Some(env) => encrypt_records(&name, records, env).await,
+                Some(env) => encrypt_records(&name, records, env, &policy).await,
             };
             match result {
                 Ok(encrypted) => {
@@ -124,7 +128,21 @@ pub(crate) async fn encrypt_produce(
     rejections
 }
 
-async fn encrypt_records(topic: &str, records: Bytes, env: &Envelope) -> Result<Bytes, String> {
+/// Where the ciphertexts of one record go.
+#[derive(Default)]
+struct Sealed {
+    value: bool,
+    key: bool,
+    /// Indexes of encrypted headers in the record's header list.
+    headers: Vec<usize>,
+}
+
+async fn encrypt_records(
+    topic: &str,
+    records: Bytes,
+    env: &Envelope,
+    policy: &TopicPolicy,
+) -> Result<Bytes, String> {
     if !env.encrypts(topic) {
         match env.store().create_kek(topic).await {
             Ok(_) => tracing::info!(topic, "Created the topic's key-encryption key."),
@@ -162,38 +180,90 @@ async fn encrypt_records(topic: &str, records: Bytes, env: &Envelope) -> Result<
         };
         let mut b = new_builder(header.base_sequence);
         let mut pushed: i32 = 0;
-        // One DEK reservation and one AAD for the whole batch (tombstones stay clear).
-        let values: Vec<&[u8]> = recs.iter().filter_map(|r| r.value.as_deref()).collect();
-        let enc = if values.is_empty() {
+        // Every field of the batch under one DEK reservation (tombstones and null keys stay
+        // clear): values, then keys and named headers when the topic asks for them.
+        let mut fields: Vec<(Field<'_>, &[u8])> = Vec::new();
+        let mut sealed: Vec<Sealed> = Vec::with_capacity(recs.len());
+        for rec in &recs {
+            let mut s = Sealed::default();
+            if let Some(v) = rec.value.as_deref() {
+                fields.push((Field::Value, v));
+                s.value = true;
+            }
+            if policy.encrypt_key
+                && let Some(k) = rec.key.as_deref()
+            {
+                fields.push((Field::Key, k));
+                s.key = true;
+            }
+            for (i, h) in rec.headers.iter().enumerate() {
+                if let (Some(v), Some(name)) = (
+                    h.value.as_deref(),
+                    policy
+                        .encrypt_headers
+                        .iter()
+                        .find(|n| n.as_bytes() == h.key.as_ref()),
+                ) {
+                    fields.push((Field::Header(name), v));
+                    s.headers.push(i);
+                }
+            }
+            sealed.push(s);
+        }
+        let enc = if fields.is_empty() {
             None
         } else {
             Some(
-                env.encrypt_many(topic, Field::Value, &values)
+                env.encrypt_many(topic, &fields)
                     .await
                     .map_err(|e| format!("encryption failed: {e}"))?,
             )
         };
-        // Shared by every record of the batch (same DEK, same origin topic).
-        let enc_header = enc.as_ref().map(|e| {
-            Bytes::copy_from_slice(
-                &EncHeader {
-                    dek_id: e.dek_id,
-                    flags: FLAG_VALUE,
-                }
-                .encode(),
-            )
-        });
+        let dek_id = enc.as_ref().map(|e| e.dek_id);
         let topic_header = Bytes::copy_from_slice(topic.as_bytes());
-        let mut ciphertexts = enc.map(|e| e.ciphertexts).unwrap_or_default().into_iter();
-        for mut rec in recs {
-            if rec.value.take().is_some() {
-                let ciphertext = ciphertexts
-                    .next()
-                    .ok_or_else(|| "encryption returned too few values".to_string())?;
-                rec.value = Some(Bytes::from(ciphertext));
+        let mut ciphertexts = enc
+            .map(|e| e.ciphertexts)
+            .unwrap_or_default()
+            .into_iter()
+            .map(Bytes::from);
+        let mut next = || {
+            ciphertexts
+                .next()
+                .ok_or_else(|| "encryption returned too few fields".to_string())
+        };
+        for (mut rec, s) in recs.into_iter().zip(sealed) {
+            if let Some(dek_id) = dek_id
+                && (s.value || s.key || !s.headers.is_empty())
+            {
+                let mut flags = 0u8;
+                if s.value {
+                    rec.value = Some(next()?);
+                    flags |= FLAG_VALUE;
+                }
+                if s.key {
+                    rec.key = Some(next()?);
+                    flags |= FLAG_KEY;
+                }
+                let mut names = Vec::with_capacity(s.headers.len());
+                for &i in &s.headers {
+                    let ct = next()?;
+                    if let Some(h) = rec.headers.get_mut(i) {
+                        names.push(String::from_utf8_lossy(&h.key).into_owned());
+                        h.value = Some(ct);
+                    }
+                }
+                if !names.is_empty() {
+                    flags |= FLAG_HEADERS;
+                    rec.headers.push(RecordHeader::new(
+                        Bytes::from_static(ENC_HEADERS_HEADER.as_bytes()),
+                        Some(Bytes::from(names.join(","))),
+                    ));
+                }
                 rec.headers.push(RecordHeader::new(
                     Bytes::from_static(ENC_HEADER.as_bytes()),
-                    enc_header.clone(),
+                    Some(Bytes::copy_from_slice(
+                        &EncHeader { dek_id, flags }.encode(),
+                    )),
                 ));
                 rec.headers.push(RecordHeader::new(
                     Bytes::from_static(TOPIC_HEADER.as_bytes()),
@@ -357,9 +427,46 @@ async fn decrypt_records(
                         .map_err(|e| e.to_string())?;
                     rec.value = Some(Bytes::from(plain));
                 }
+                if h.flags & FLAG_KEY != 0
+                    && let Some(ct) = rec.key.take()
+                {
+                    let plain = env
+                        .decrypt(&origin, Field::Key, &h.dek_id, &ct)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    rec.key = Some(Bytes::from(plain));
+                }
+                if h.flags & FLAG_HEADERS != 0 {
+                    let names: Vec<String> = rec
+                        .headers
+                        .iter()
+                        .find(|x| x.key.as_ref() == ENC_HEADERS_HEADER.as_bytes())
+                        .and_then(|x| x.value.as_deref())
+                        .map(|v| {
+                            String::from_utf8_lossy(v)
+                                .split(',')
+                                .map(str::to_string)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    for hdr in rec.headers.iter_mut() {
+                        let Some(name) = names.iter().find(|n| n.as_bytes() == hdr.key.as_ref())
+                        else {
+                            continue;
+                        };
+                        if let Some(ct) = hdr.value.take() {
+                            let plain = env
+                                .decrypt(&origin, Field::Header(name), &h.dek_id, &ct)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            hdr.value = Some(Bytes::from(plain));
+                        }
+                    }
+                }
                 rec.headers.retain(|x| {
                     x.key.as_ref() != ENC_HEADER.as_bytes()
                         && x.key.as_ref() != TOPIC_HEADER.as_bytes()
+                        && x.key.as_ref() != ENC_HEADERS_HEADER.as_bytes()
                 });
             }
             let ts = record_timestamp(&rec, &header);

@@ -18,6 +18,8 @@
 //! | `gatehouse.value.schema.validation`, `gatehouse.key.schema.validation` | `none`, `schema-id`, `full` | `full` also decodes the payload against the schema |
 //! | `gatehouse.encryption` | `true`/`false` | envelope encryption of record values at rest |
 //! | `gatehouse.encryption.readers` | `all`, `role` | `role`: only `plaintext-reader` principals get plaintext |
+//! | `gatehouse.encryption.key` | `true`/`false` | also encrypt record keys (never on compacted topics: a random IV makes every key unique) |
+//! | `gatehouse.encryption.headers` | comma-separated header names | also encrypt the values of these headers |
 //! | `gatehouse.pan.guard` | `true`/`false` | reject plaintext card numbers (PCI DSS 3.5) |
 //! | `gatehouse.pan.guard.allowlist` | comma-separated digit strings | numbers that look like PANs but are not (e.g. order ids) |
 //! | `gatehouse.pan.guard.tags` | comma-separated tag names | with a known schema, only fields carrying one of these tags are checked (decoded form) |
@@ -100,7 +102,13 @@ pub fn check(name: &str, value: Option<&str>) -> Result<(), String> {
         "confluent.value.schema.validation"
         | "confluent.key.schema.validation"
         | "gatehouse.encryption"
+        | "gatehouse.encryption.key"
         | "gatehouse.pan.guard" => boolean(value).is_some(),
+        "gatehouse.encryption.headers" => value.split(',').map(str::trim).all(|h| {
+            !h.is_empty()
+                && !h.starts_with("gatehouse.")
+                && h.bytes().all(|b| b.is_ascii_graphic() && b != b',')
+        }),
         "confluent.value.subject.name.strategy" | "confluent.key.subject.name.strategy" => {
             strategy(value).is_some()
         }
@@ -174,6 +182,8 @@ pub const KNOWN: &[&str] = &[
     "gatehouse.key.schema.validation",
     "gatehouse.encryption",
     "gatehouse.encryption.readers",
+    "gatehouse.encryption.key",
+    "gatehouse.encryption.headers",
     "gatehouse.pan.guard",
     "gatehouse.pan.guard.allowlist",
     "gatehouse.pan.guard.tags",
@@ -193,6 +203,10 @@ pub struct TopicPolicy {
     pub encryption: bool,
     /// Only `plaintext-reader` principals get plaintext.
     pub readers_role: bool,
+    /// Record keys are encrypted too (`gatehouse.encryption.key`).
+    pub encrypt_key: bool,
+    /// Values of these headers are encrypted too (`gatehouse.encryption.headers`).
+    pub encrypt_headers: Vec<String>,
     /// Plaintext card numbers are refused.
     pub pan_guard: bool,
     /// Numbers the PAN guard lets through.
@@ -231,6 +245,10 @@ impl TopicPolicy {
             key: side("key"),
             encryption: get("gatehouse.encryption").and_then(boolean) == Some(true),
             readers_role: get("gatehouse.encryption.readers") == Some("role"),
+            encrypt_key: get("gatehouse.encryption.key").and_then(boolean) == Some(true),
+            encrypt_headers: get("gatehouse.encryption.headers")
+                .map(|v| list(v).collect())
+                .unwrap_or_default(),
             pan_guard: get("gatehouse.pan.guard").and_then(boolean) == Some(true),
             pan_allowlist: get("gatehouse.pan.guard.allowlist")
                 .map(|v| {

@@ -162,8 +162,21 @@ fn create_topics(
     let mut invalid = Vec::new();
     let mut pending: HashMap<String, BTreeMap<String, String>> = HashMap::new();
     r.topics.retain_mut(|t| {
-        let (configs, errors) =
+        let (configs, mut errors) =
             split_configs(t.configs.iter().map(|c| (&c.name, c.value.as_ref())));
+        // A random IV makes every encrypted key unique: compaction would keep every record.
+        let compacted = t.configs.iter().any(|c| {
+            c.name.as_str() == "cleanup.policy"
+                && c.value.as_ref().is_some_and(|v| v.contains("compact"))
+        });
+        if compacted && configs.get("gatehouse.encryption.key").map(String::as_str) == Some("true")
+        {
+            errors.push(
+                "gatehouse.encryption.key=true cannot be used with cleanup.policy=compact: \
+                 encrypted keys are all distinct, so compaction would keep every record"
+                    .to_string(),
+            );
+        }
         if !errors.is_empty() {
             invalid.push(
                 CreatableTopicResult::default()

@@ -196,22 +196,28 @@ impl Envelope {
         })
     }
 
-    /// Encrypts the same field of many records of `topic` under one DEK (one reservation of
-    /// `plaintexts.len()` uses, one AAD): the produce path's per-batch form of
-    /// [`Envelope::encrypt`]. Each ciphertext still has its own random IV.
+    /// Encrypts many fields of many records of `topic` under one DEK (one reservation of
+    /// `fields.len()` uses; the AAD built once per distinct field): the produce path's
+    /// per-batch form of [`Envelope::encrypt_fields`]. Each ciphertext has its own random IV.
     pub async fn encrypt_many(
         &self,
         topic: &str,
-        field: Field<'_>,
-        plaintexts: &[&[u8]],
+        fields: &[(Field<'_>, &[u8])],
     ) -> Result<EncryptedFields, VaultError> {
-        let n = u64::try_from(plaintexts.len()).unwrap_or(u64::MAX).max(1);
+        let n = u64::try_from(fields.len()).unwrap_or(u64::MAX).max(1);
         let dek = self.store.encryption_dek(topic, n).await?;
-        let aad = aad(&dek.kek_id, field, topic);
-        let ciphertexts = plaintexts
-            .iter()
-            .map(|pt| cipher::seal(&dek.key, &aad, pt))
-            .collect::<Result<Vec<_>, CipherError>>()?;
+        let mut aads: Vec<(Field<'_>, Vec<u8>)> = Vec::new();
+        let mut ciphertexts = Vec::with_capacity(fields.len());
+        for (field, pt) in fields {
+            let i = match aads.iter().position(|(f, _)| f == field) {
+                Some(i) => i,
+                None => {
+                    aads.push((*field, aad(&dek.kek_id, *field, topic)));
+                    aads.len() - 1
+                }
+            };
+            ciphertexts.push(cipher::seal(&dek.key, &aads[i].1, pt)?);
+        }
         Ok(EncryptedFields {
             ciphertexts,
             dek_id: dek.id,
