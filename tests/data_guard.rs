@@ -588,6 +588,47 @@ fn encrypted_batches_that_outgrow_the_limit_are_split() {
         }
     }
     assert_eq!(got, n);
+
+    // A topic with its own, smaller max.message.bytes: batches that fit it in clear (190 KB
+    // under 200 KB) outgrow it once encrypted and are split under *its* limit, read from
+    // the upstream, not under the broker default.
+    let small = unique("small-enc");
+    runtime().block_on(async {
+        let conn = admin_conn(&b).await;
+        create(
+            &conn,
+            &small,
+            &[
+                ("gatehouse.encryption", "true"),
+                ("max.message.bytes", "200000"),
+            ],
+        )
+        .await;
+    });
+    let mut pc = secure();
+    pc.set("linger.ms", "200")
+        .set("batch.size", "190000")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "30000");
+    let p: FutureProducer = pc.create().unwrap();
+    let futs: Vec<_> = (0..1000)
+        .map(|_| {
+            p.send_result(FutureRecord::<(), _>::to(&small).payload(&payload))
+                .unwrap_or_else(|(e, _)| panic!("enqueue: {e}"))
+        })
+        .collect();
+    runtime().block_on(async {
+        for f in futs {
+            f.await
+                .expect("delivery report")
+                .unwrap_or_else(|(e, _)| panic!("delivered under the topic's limit: {e}"));
+        }
+    });
+    use rdkafka::consumer::Consumer as _;
+    let (low, high) = rdkafka_admin_consumer(&b)
+        .fetch_watermarks(&small, 0, Duration::from_secs(10))
+        .expect("watermarks");
+    assert_eq!(high - low, 1000);
 }
 
 /// Appends Avro's zig-zag varint encoding of `v`.

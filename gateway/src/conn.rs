@@ -372,8 +372,13 @@ impl State {
                     .await;
                     crate::dlq::dispatch(&gw, dead_letters);
                     rejections.extend(
-                        crypt::encrypt_produce(&mut parts, &gw.governance, gw.envelope.as_ref())
-                            .await,
+                        crypt::encrypt_produce(
+                            &mut parts,
+                            &gw.governance,
+                            gw.envelope.as_ref(),
+                            &gw.limits,
+                        )
+                        .await,
                     );
                     if gw.governance.any_data_access_audit() {
                         accessed = access::produce_accessed(&parts.request, &gw.governance);

@@ -56,6 +56,7 @@ pub(crate) async fn encrypt_produce(
     parts: &mut ProduceRequestParts,
     governance: &Governance,
     envelope: Option<&Envelope>,
+    limits: &crate::limits::TopicLimits,
 ) -> Vec<Rejection> {
     let mut rejections = Vec::new();
     let mut changed = false;
@@ -76,7 +77,17 @@ pub(crate) async fn encrypt_produce(
                     "encryption is required for this topic but no key vault is configured"
                         .to_string(),
                 ),
-                Some(env) => encrypt_records(&name, records, env, &policy).await,
+                Some(env) => {
+                    let limit = limits.max_message_bytes(&name).await;
+                    encrypt_records(
+                        &name,
+                        records,
+                        env,
+                        &policy,
+                        crate::limits::split_threshold(limit),
+                    )
+                    .await
+                }
             };
             match result {
                 Ok(encrypted) => {
@@ -142,6 +153,7 @@ async fn encrypt_records(
     records: Bytes,
     env: &Envelope,
     policy: &TopicPolicy,
+    split_at: usize,
 ) -> Result<Bytes, String> {
     if !env.encrypts(topic) {
         match env.store().create_kek(topic).await {
@@ -165,7 +177,7 @@ async fn encrypt_records(
             .map_err(|e| format!("records do not decode: {e}"))?;
         // Ciphertext is larger and does not compress: a batch that fit the broker's limit may
         // not after encryption, so it is split into several batches (sequence numbers carried
-        // on), each under SPLIT_AT bytes.
+        // on), each under the topic's `max.message.bytes` (see `limits.rs`).
         let codec = header.compression().map_err(|e| e.to_string())?;
         let new_builder = |first_sequence: i32| {
             let mut b = BatchBuilder::new()
@@ -271,7 +283,7 @@ async fn encrypt_records(
                 ));
             }
             let ts = record_timestamp(&rec, &header);
-            if !b.is_empty() && b.uncompressed_size() + record_size(&rec) > SPLIT_AT {
+            if !b.is_empty() && b.uncompressed_size() + record_size(&rec) > split_at {
                 out.extend_from_slice(&b.build().map_err(|e| e.to_string())?);
                 let next_sequence = if header.base_sequence >= 0 {
                     header.base_sequence.wrapping_add(pushed)
@@ -288,10 +300,6 @@ async fn encrypt_records(
     out.extend_from_slice(batches.remaining());
     Ok(out.freeze())
 }
-
-/// Encrypted batches are split to stay under this many bytes (below Kafka's default
-/// `max.message.bytes` of 1,048,588 with room for the batch header).
-const SPLIT_AT: usize = 1_000_000;
 
 /// An upper bound of a record's encoded size.
 fn record_size(rec: &Record) -> usize {

@@ -22,6 +22,7 @@ mod dlq;
 pub mod fuzzing;
 pub mod governance;
 mod guard;
+mod limits;
 mod metrics;
 pub mod pan;
 pub mod proxy;
@@ -186,6 +187,8 @@ pub(crate) struct Inner {
     envelope: Option<gatehouse_compliance::vault::envelope::Envelope>,
     /// Writer of refused records to dead-letter topics.
     dead_letters: dlq::DeadLetters,
+    /// Per-topic `max.message.bytes` for re-encoded batches.
+    limits: limits::TopicLimits,
 }
 
 impl Inner {
@@ -288,6 +291,7 @@ impl Gateway {
             pan_key: deps.pan_key,
             envelope: deps.envelope,
             dead_letters: dlq::DeadLetters::new(&deps.upstream),
+            limits: limits::TopicLimits::new(&deps.upstream),
         });
         let (shutdown, _) = watch::channel(false);
         let connections = Arc::new(Semaphore::new(config.max_connections));
