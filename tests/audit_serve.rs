@@ -9,6 +9,9 @@
 //! * `serve_audits_registry_changes`: the same against the real `gatehouse serve` binary, over
 //!   HTTPS (the serve CA) as `admin` with HTTP Basic (SIGTERM, then `gatehouse audit verify`
 //!   and `gatehouse audit query`; the events carry `User:admin`).
+//! * `sigkill_during_heavy_auditing_keeps_every_acknowledged_event`: a produce stream to a
+//!   topic whose every access is audited, the server SIGKILLed mid-stream, restarted; the
+//!   trail verifies and records at least every acknowledged record.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -495,4 +498,117 @@ fn serve_audits_registry_changes() {
         "{log}"
     );
     assert!(!log.contains(KEY_A) && !log.contains(KEY_B));
+}
+
+/// SIGKILL during heavy auditing: a producer streams to a topic with
+/// `gatehouse.audit.data.access=all` (each Produce is answered only once its audit event is
+/// durable) while the server is killed. After a restart (which truncates and reports a torn
+/// tail), the trail verifies and records at least every acknowledged record.
+#[test]
+fn sigkill_during_heavy_auditing_keeps_every_acknowledged_event() {
+    use rdkafka::admin::{AdminClient, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let mut b = common::Broker::start_with(common::BrokerOptions {
+        serve: true,
+        ..Default::default()
+    });
+    let topic = common::unique("audited-stream");
+    let conf = || {
+        let mut c = common::client_config(&b.gateway_plain());
+        c.set("security.protocol", "SASL_PLAINTEXT")
+            .set("sasl.mechanisms", "PLAIN")
+            .set("sasl.username", "admin")
+            .set("sasl.password", common::ADMIN_PASSWORD);
+        c
+    };
+    let admin: AdminClient<DefaultClientContext> = conf().create().unwrap();
+    let t = NewTopic::new(&topic, 1, TopicReplication::Fixed(1))
+        .set("gatehouse.audit.data.access", "all");
+    for r in common::runtime()
+        .block_on(admin.create_topics([&t], &common::admin_opts()))
+        .unwrap()
+    {
+        r.expect("topic created");
+    }
+    drop(admin);
+
+    let acked = Arc::new(AtomicUsize::new(0));
+    let producer: FutureProducer = {
+        let mut c = conf();
+        c.set("linger.ms", "1")
+            .set("acks", "all")
+            .set("message.timeout.ms", "5000")
+            .set("retries", "0");
+        c.create().unwrap()
+    };
+    let stream = {
+        let acked = acked.clone();
+        let topic = topic.clone();
+        std::thread::spawn(move || {
+            let rt = common::runtime();
+            rt.block_on(async {
+                // Small chunks, each awaited: many Produce requests, many audit group commits.
+                for chunk in 0..2_000 {
+                    let futs: Vec<_> = (0..20)
+                        .map(|i| {
+                            let v = format!("r-{chunk}-{i}");
+                            producer
+                                .send_result(FutureRecord::<(), _>::to(&topic).payload(&v))
+                                .ok()
+                        })
+                        .collect();
+                    let mut failed = false;
+                    for f in futs.into_iter().flatten() {
+                        match f.await {
+                            Ok(Ok(_)) => {
+                                acked.fetch_add(1, Ordering::SeqCst);
+                            }
+                            _ => failed = true,
+                        }
+                    }
+                    if failed {
+                        break;
+                    }
+                }
+            });
+        })
+    };
+    // Let the stream run, then kill the server in the middle of it.
+    let until = Instant::now() + Duration::from_secs(30);
+    while acked.load(Ordering::SeqCst) < 400 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        acked.load(Ordering::SeqCst) >= 400,
+        "the stream did not start"
+    );
+    b.kill9();
+    stream.join().unwrap();
+    let acknowledged = acked.load(Ordering::SeqCst);
+
+    // Restart (recovery of a torn tail), stop cleanly, then check offline.
+    b.restart();
+    b.terminate();
+    let dir = b.data_dir().join("audit");
+    verify_dir(&dir, None).expect("the trail verifies after the crash");
+    let recorded: u64 = all_events(&dir)
+        .iter()
+        .filter(|e| {
+            let s = e.to_string();
+            s.contains("kafka.Produce") && s.contains(&topic) && s.contains("audit.data.access")
+        })
+        .filter_map(|e| {
+            let s = e.to_string();
+            let at = s.find("\"records\":\"")? + 11;
+            s[at..].split('"').next()?.parse::<u64>().ok()
+        })
+        .sum();
+    eprintln!("acknowledged {acknowledged}, recorded {recorded}");
+    assert!(
+        recorded >= acknowledged as u64,
+        "{acknowledged} records were acknowledged but only {recorded} are in the trail"
+    );
 }
