@@ -362,6 +362,20 @@ fn internal_topics_are_closed_to_every_client() {
             t.name()
         );
     }
+    // The registry's election group is closed too: no client can join, describe or delete it.
+    use rdkafka::admin::AdminClient;
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = admin_cfg(&b).create().unwrap();
+    let res = runtime()
+        .block_on(admin.delete_groups(&["_gatehouse_registry"], &admin_opts()))
+        .expect("DeleteGroups request");
+    assert!(
+        matches!(
+            &res[0],
+            Err((_, RDKafkaErrorCode::GroupAuthorizationFailed))
+        ),
+        "{res:?}"
+    );
 }
 
 /// Writes a CA and a client certificate signed by it; returns (ca.pem, cert.pem, key.pem).

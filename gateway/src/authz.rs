@@ -17,7 +17,7 @@
 //!   checked on the response so partitions that an incremental fetch session (Fetch v7+) keeps
 //!   without naming them are covered too: a revoked ACL stops data at once.
 //!
-//! Internal topics (`_schemas`, `_gatehouse_*`) are denied to every client, super users
+//! Internal topics (`_schemas`, `_gatehouse_*`) and groups (`_gatehouse*`) are denied to every client, super users
 //! included. Every denial is collected for the audit trail.
 
 use std::collections::HashMap;
@@ -71,6 +71,13 @@ pub(crate) const CLUSTER: &str = "kafka-cluster";
 /// True for topics no client may touch through the gateway.
 pub fn is_internal_topic(name: &str) -> bool {
     name == "_schemas" || name.starts_with("_gatehouse_")
+}
+
+/// Consumer groups Gatehouse uses itself (the registry's writer election,
+/// `_gatehouse_registry`): no client may join, describe or delete them, so none can disturb
+/// an election.
+pub fn is_internal_group(name: &str) -> bool {
+    name.starts_with("_gatehouse")
 }
 
 /// Post-processing of an upstream response frame (without size prefix, starting at the
@@ -140,7 +147,9 @@ impl Access {
     }
 
     fn check(&mut self, rt: ResourceType, name: &str, op: Operation) -> bool {
-        if rt == ResourceType::Topic && is_internal_topic(name) {
+        if (rt == ResourceType::Topic && is_internal_topic(name))
+            || (rt == ResourceType::Group && is_internal_group(name))
+        {
             return false;
         }
         let generation = self.authorizer.generation();
