@@ -624,7 +624,6 @@ fn encrypted_batches_that_outgrow_the_limit_are_split() {
                 .unwrap_or_else(|(e, _)| panic!("delivered under the topic's limit: {e}"));
         }
     });
-    use rdkafka::consumer::Consumer as _;
     let (low, high) = rdkafka_admin_consumer(&b)
         .fetch_watermarks(&small, 0, Duration::from_secs(10))
         .expect("watermarks");
@@ -725,7 +724,7 @@ fn cel_rules_refuse_records_and_copy_them_to_the_dead_letter_topic() {
         let (code, msg, _) = produce(&conn, &topic, &[wire(id, &avro_longs(&[1, 5]))]).await;
         assert_eq!(code, 0, "{msg}");
         // One that fails it refuses the batch, naming the rule, the schema and the subject.
-        let (code, msg, errs) = produce(&conn, &topic, &[bad.clone()]).await;
+        let (code, msg, errs) = produce(&conn, &topic, std::slice::from_ref(&bad)).await;
         assert_eq!(code, 87, "{msg}");
         assert_eq!(errs, vec![0]);
         assert!(
