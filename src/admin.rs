@@ -3,14 +3,17 @@
 //! * `GET /health` (open): 200 once every part serves, 503 (with the parts still starting)
 //!   before that and while stopping.
 //! * `GET /metrics` (open): Prometheus text exposition (hand-written, format 0.0.4) of the
-//!   gateway's counters ([`gatehouse_gateway::Gateway::metrics`]), the key vault's and
-//!   `gatehouse_up 1`.
+//!   gateway's counters ([`gatehouse_gateway::Gateway::metrics`]), the key vault's, the audit
+//!   trail's self-check (`gatehouse_audit_*`) and `gatehouse_up 1`.
 //! * `/v1/keys…` (under `serve`): the key vault's admin REST API — list, status, create,
 //!   rotate, retire, destroy (crypto-shredding, with a typed confirmation). HTTP Basic against
 //!   the gateway's SCRAM users ([`Authenticator::verify_plain`]) — 401 without; super users or
 //!   principals with `DESCRIBE` (reads) / `ALTER` (changes) on `Cluster:kafka-cluster` — 403
 //!   otherwise. Every change attempt and every refusal is recorded in the audit trail before
 //!   the answer leaves; a change that cannot be recorded is answered 500/50001.
+//! * `/v1/cluster`, `/v1/topics…`, `/v1/groups…`, `/v1/users…`, `/v1/acls`, `/v1/schemas`
+//!   (under `serve`, [`rest`] and its siblings in `src/admin/`): Kafka administration as the
+//!   caller through the gateway; `GET /openapi.json` (open) describes every route.
 //!
 //! Errors are `{"error_code": <status*100+n>, "message": "..."}` as in the schema registry.
 //! Responses carry key ids and KMS key names only, never key material. Credentials are never
@@ -29,6 +32,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
+use gatehouse_compliance::audit::mirror::MirrorMetrics;
+use gatehouse_compliance::audit::selfcheck::SelfCheckMetrics;
 use gatehouse_compliance::vault::{Kek, KekState};
 use gatehouse_compliance::{AuditEvent, Envelope, EventType, Outcome, VaultError};
 use gatehouse_gateway::Gateway;
@@ -36,6 +41,17 @@ use gatehouse_policy::acl::CLUSTER_NAME;
 use gatehouse_policy::{AuthError, Authenticator, Authorizer, Operation, Principal, ResourceType};
 use gatehouse_registry::api::AuditSink;
 use serde_json::{Value, json};
+
+// The Kafka-facing REST API (issue 7): topics, groups, users, ACLs, cluster, schemas, OpenAPI.
+mod acls;
+mod cluster;
+mod groups;
+mod openapi;
+mod rest;
+mod topics;
+mod users;
+
+pub use rest::RestApi;
 
 /// The `service` field of the admin API's audit events.
 const AUDIT_SERVICE: &str = "admin";
@@ -106,6 +122,9 @@ struct AdminState {
     health: Health,
     keys: Arc<OnceLock<KeyApi>>,
     gateway: GatewaySlot,
+    audit_self_check: Arc<OnceLock<Arc<SelfCheckMetrics>>>,
+    audit_mirror: Arc<OnceLock<Arc<MirrorMetrics>>>,
+    rest: Arc<OnceLock<RestApi>>,
 }
 
 /// A running admin listener.
@@ -114,6 +133,9 @@ pub struct Admin {
     pub health: Health,
     keys: Arc<OnceLock<KeyApi>>,
     gateway: GatewaySlot,
+    audit_self_check: Arc<OnceLock<Arc<SelfCheckMetrics>>>,
+    audit_mirror: Arc<OnceLock<Arc<MirrorMetrics>>>,
+    rest: Arc<OnceLock<RestApi>>,
 }
 
 fn lock_slot(slot: &GatewaySlot) -> std::sync::MutexGuard<'_, Option<Gateway>> {
@@ -136,6 +158,16 @@ impl Admin {
         *lock_slot(&self.gateway) = Some(gateway);
     }
 
+    /// Exposes the audit trail's self-check on `/metrics`.
+    pub fn attach_audit_self_check(&self, metrics: Arc<SelfCheckMetrics>) {
+        let _ = self.audit_self_check.set(metrics);
+    }
+
+    /// Exposes the audit mirror's counters on `/metrics`.
+    pub fn attach_audit_mirror(&self, metrics: Arc<MirrorMetrics>) {
+        let _ = self.audit_mirror.set(metrics);
+    }
+
     /// Takes the gateway back (to shut it down).
     pub fn take_gateway(&self) -> Option<Gateway> {
         lock_slot(&self.gateway).take()
@@ -148,6 +180,9 @@ pub async fn start(addr: SocketAddr, health: Health) -> Result<Admin> {
         health: health.clone(),
         keys: Arc::new(OnceLock::new()),
         gateway: Arc::new(Mutex::new(None)),
+        audit_self_check: Arc::new(OnceLock::new()),
+        audit_mirror: Arc::new(OnceLock::new()),
+        rest: Arc::new(OnceLock::new()),
     };
     let app = Router::new()
         .route("/health", get(health_handler))
@@ -159,6 +194,7 @@ pub async fn start(addr: SocketAddr, health: Health) -> Result<Admin> {
         .route("/v1/keys/{name}/destroy", post(destroy_key))
         .route("/v1/roles", get(list_roles).post(bind_role))
         .route("/v1/roles/unbind", post(unbind_role))
+        .merge(rest::routes())
         .fallback(not_found)
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind(addr)
@@ -176,6 +212,9 @@ pub async fn start(addr: SocketAddr, health: Health) -> Result<Admin> {
         health,
         keys: state.keys,
         gateway: state.gateway,
+        audit_self_check: state.audit_self_check,
+        audit_mirror: state.audit_mirror,
+        rest: state.rest,
     })
 }
 
@@ -276,6 +315,67 @@ fn render_metrics(s: &AdminState) -> String {
         );
         for (topic, v) in &m.rejected_records {
             let _ = writeln!(out, "{name}{{topic=\"{}\"}} {v}", label(topic));
+        }
+    }
+    if let Some(m) = s.audit_self_check.get() {
+        let rows = [
+            (
+                "gatehouse_audit_self_check_failures_total",
+                "counter",
+                "Audit trail self-checks that failed (verification or liveness) since start.",
+                m.failures_total(),
+            ),
+            (
+                "gatehouse_audit_self_checks_total",
+                "counter",
+                "Audit trail self-checks run since start.",
+                m.checks_total(),
+            ),
+            (
+                "gatehouse_audit_last_verified_timestamp_seconds",
+                "gauge",
+                "Unix time of the last audit self-check that passed (0: none yet).",
+                m.last_verified_timestamp_seconds(),
+            ),
+            (
+                "gatehouse_audit_verified_events",
+                "gauge",
+                "Events in the audit trail at the last self-check that passed.",
+                m.verified_events(),
+            ),
+            (
+                "gatehouse_audit_self_check_healthy",
+                "gauge",
+                "1 if the last audit self-check passed, else 0.",
+                m.healthy(),
+            ),
+        ];
+        for (name, kind, help, v) in rows {
+            family(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {v}");
+        }
+    }
+    if let Some(m) = s.audit_mirror.get() {
+        let rows = [
+            (
+                "gatehouse_audit_mirror_events_total",
+                "Audit events shipped to _gatehouse_audit since start.",
+                m.events_total(),
+            ),
+            (
+                "gatehouse_audit_mirror_checkpoints_total",
+                "Audit checkpoints shipped to _gatehouse_audit since start.",
+                m.checkpoints_total(),
+            ),
+            (
+                "gatehouse_audit_mirror_failures_total",
+                "Failed attempts to ship the audit trail to _gatehouse_audit.",
+                m.failures_total(),
+            ),
+        ];
+        for (name, help, v) in rows {
+            family(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {v}");
         }
     }
     if let Some(api) = s.keys.get() {
@@ -1057,11 +1157,39 @@ mod tests {
     }
 
     #[test]
+    fn audit_self_check_and_mirror_metrics_are_rendered() {
+        let s = AdminState {
+            health: Health::new(vec![]),
+            keys: Arc::new(OnceLock::new()),
+            gateway: Arc::new(Mutex::new(None)),
+            audit_self_check: Arc::new(OnceLock::new()),
+            audit_mirror: Arc::new(OnceLock::new()),
+            rest: Arc::new(OnceLock::new()),
+        };
+        assert!(!render_metrics(&s).contains("gatehouse_audit_"));
+        let _ = s.audit_self_check.set(Arc::default());
+        let _ = s.audit_mirror.set(Arc::default());
+        let text = render_metrics(&s);
+        for line in [
+            "gatehouse_audit_self_check_failures_total 0",
+            "gatehouse_audit_last_verified_timestamp_seconds 0",
+            "gatehouse_audit_verified_events 0",
+            "# TYPE gatehouse_audit_self_check_failures_total counter",
+            "gatehouse_audit_mirror_failures_total 0",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
+    }
+
+    #[test]
     fn metrics_without_parts_say_up() {
         let s = AdminState {
             health: Health::new(vec![]),
             keys: Arc::new(OnceLock::new()),
             gateway: Arc::new(Mutex::new(None)),
+            audit_self_check: Arc::new(OnceLock::new()),
+            audit_mirror: Arc::new(OnceLock::new()),
+            rest: Arc::new(OnceLock::new()),
         };
         let text = render_metrics(&s);
         assert!(text.contains("\ngatehouse_up 1\n"), "{text}");

@@ -61,6 +61,24 @@ pub enum AuditCommand {
         #[command(flatten)]
         common: AuditCommon,
     },
+    /// Move sealed segments (and their checkpoints) older than a date into an archive
+    /// directory that verifies on its own; refuses anything younger than
+    /// `[audit] retention_min_days` (default 365, PCI DSS 10.5.1).
+    Archive {
+        /// Cut-off: RFC 3339 time or YYYY-MM-DD (UTC midnight).
+        #[arg(long)]
+        before: String,
+        /// New (or empty) archive directory.
+        #[arg(long)]
+        to: PathBuf,
+        /// The trail (default: <data-dir>/audit).
+        dir: Option<PathBuf>,
+        /// Config file holding `[audit] retention_min_days`.
+        #[arg(long, env = "GATEHOUSE_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        common: AuditCommon,
+    },
     /// Export matching events as JSON lines or CSV.
     Export {
         dir: Option<PathBuf>,
@@ -131,9 +149,45 @@ fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
+fn parse_date(s: &str) -> Result<Timestamp> {
+    let text = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_owned()
+    };
+    Timestamp::parse_rfc3339(&text)
+        .map_err(|e| anyhow::anyhow!("--before '{s}' is not YYYY-MM-DD or RFC 3339: {e}"))
+}
+
 /// Runs one audit command, printing its report; an error means the check failed.
 pub fn run(cmd: AuditCommand) -> Result<()> {
     let out = match cmd {
+        AuditCommand::Archive {
+            before,
+            to,
+            dir,
+            config,
+            common,
+        } => {
+            let d = dir_or_default(&dir, &common);
+            if !d.exists() {
+                bail!("no audit trail at {}", d.display());
+            }
+            if !common.trusted_keys.is_empty() {
+                // Pinned verification first (the archive itself re-verifies unpinned).
+                cli::cli_verify(&d, &common.trusted_keys)
+                    .map_err(|e| anyhow::anyhow!("ARCHIVE REFUSED: verification failed: {e}"))?;
+            }
+            let cfg = crate::config::Config::load(config.as_deref(), toml::Table::new())?;
+            let opts = gatehouse_compliance::audit::archive::ArchiveOptions {
+                before: parse_date(&before)?,
+                now: Timestamp::now(),
+                min_retention_days: cfg.audit.retention_min_days,
+            };
+            let r = gatehouse_compliance::audit::archive::archive(&d, &to, &opts)
+                .map_err(|e| anyhow::anyhow!("ARCHIVE REFUSED: {e}"))?;
+            r.to_text(&d, &to)
+        }
         AuditCommand::Verify { dir, common } => {
             let d = dir_or_default(&dir, &common);
             if !d.exists() {

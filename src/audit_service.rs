@@ -66,6 +66,12 @@ impl AuditService {
         Arc::new(self.log.clone())
     }
 
+    /// The log itself (a cheap handle), e.g. for the self-check.
+    #[allow(dead_code)] // tests/audit_serve.rs compiles this module without using it
+    pub fn log(&self) -> AuditLog {
+        self.log.clone()
+    }
+
     /// This node's id (`<data-dir>/node-id`).
     #[allow(dead_code)] // read by tests/audit_serve.rs; `serve` does not print it yet
     pub fn node_id(&self) -> &str {

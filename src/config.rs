@@ -79,6 +79,56 @@ pub struct GatewayTuning {
     pub upstream_tls_server_name: String,
 }
 
+/// Audit trail settings, `[audit]` in the config file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditTuning {
+    /// How often `serve` re-verifies the trail; 0 = off.
+    pub self_check_interval_ms: u64,
+    /// `gatehouse audit archive` refuses anything younger (PCI DSS 10.5.1).
+    pub retention_min_days: u32,
+    /// Ship events and checkpoints to the `_gatehouse_audit` topic.
+    pub mirror_topic: bool,
+}
+
+impl Default for AuditTuning {
+    fn default() -> Self {
+        Self {
+            self_check_interval_ms: 60_000,
+            retention_min_days: 365,
+            mirror_topic: false,
+        }
+    }
+}
+
+/// Schema registry settings, `[registry]` in the config file (several nodes: docs/registry.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryTuning {
+    /// URL other nodes forward writes to; empty: `https://<advertised host>:<registry port>`.
+    pub advertised_url: String,
+    /// May this node become the writer of `_schemas`?
+    pub leader_eligibility: bool,
+    /// Kafka group of the writer election; empty: no election (this node is the only writer).
+    pub group_id: String,
+    /// Extra CA certificates (PEM) trusted when forwarding writes to the leader.
+    pub forward_ca: String,
+    /// Group session timeout: how long a silent leader keeps leadership.
+    pub session_timeout_ms: u64,
+}
+
+impl Default for RegistryTuning {
+    fn default() -> Self {
+        Self {
+            advertised_url: String::new(),
+            leader_eligibility: true,
+            group_id: "_gatehouse_registry".into(),
+            forward_ca: String::new(),
+            session_timeout_ms: 10_000,
+        }
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -120,6 +170,10 @@ pub struct Config {
     pub log_format: LogFormat,
     pub broker: BrokerTuning,
     pub gateway: GatewayTuning,
+    #[serde(default)]
+    pub audit: AuditTuning,
+    #[serde(default)]
+    pub registry: RegistryTuning,
 }
 
 fn merge(base: &mut toml::Value, over: toml::Value) {

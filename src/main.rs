@@ -11,10 +11,13 @@ mod audit_cli;
 mod audit_service;
 mod config;
 mod doctor;
+mod evidence;
 mod gateway_service;
+mod group_cli;
 mod http_client;
 mod key_cli;
 mod schema_cli;
+mod topic_cli;
 mod user_cli;
 
 use std::net::SocketAddr;
@@ -51,6 +54,8 @@ enum Command {
     /// The auditor's offline tools: verify, prove, consistency, query, export.
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
+    /// Evidence package for an audit period, cut from the verified audit trail (offline).
+    Evidence(evidence::EvidenceArgs),
     /// Schema registry client for CI: register, check, get, list, delete.
     #[command(subcommand)]
     Schema(schema_cli::SchemaCommand),
@@ -63,6 +68,12 @@ enum Command {
     /// Key-encryption keys through the admin API: list, status, create, rotate, retire, destroy.
     #[command(subcommand)]
     Key(key_cli::KeyCommand),
+    /// Topics through the admin API: list, create, describe, delete, alter.
+    #[command(subcommand)]
+    Topic(topic_cli::TopicCommand),
+    /// Consumer groups through the admin API: list, describe (members, offsets, lag).
+    #[command(subcommand)]
+    Group(group_cli::GroupCommand),
     /// Check a running deployment: health, clock skew, TLS expiry, upstream, audit, disk.
     Doctor(doctor::DoctorArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -250,6 +261,46 @@ fn registry_host_port(c: &Config, bound: SocketAddr) -> String {
     }
 }
 
+/// `[registry]`: the writer election among registry nodes sharing the Kafka cluster; the
+/// election is signed with the master-key-derived internal key, and forwarding trusts the
+/// gateway's CA plus `registry.forward_ca`.
+fn registry_cluster(
+    c: &Config,
+    ca: PathBuf,
+    audit: Option<&audit_service::AuditService>,
+) -> Result<gatehouse_registry::ClusterConfig> {
+    let r = &c.registry;
+    if r.session_timeout_ms < 3000 {
+        anyhow::bail!(
+            "registry.session_timeout_ms = {} is too short: the writer's lease keeps 2000 ms free, so it must be at least 3000",
+            r.session_timeout_ms
+        );
+    }
+    let advertised_url = if r.advertised_url.is_empty() {
+        format!("https://{}", registry_host_port(c, c.registry_listen))
+    } else {
+        r.advertised_url.trim_end_matches('/').to_string()
+    };
+    let session = std::time::Duration::from_millis(r.session_timeout_ms);
+    let mut election = gatehouse_registry::kafka::ElectionConfig::new(advertised_url);
+    election.group_id = r.group_id.clone();
+    election.eligible = r.leader_eligibility;
+    election.mac_key = audit.map(|a| a.internal_mac_key());
+    election.session_timeout = session;
+    election.heartbeat_interval = (session / 10).clamp(
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(3),
+    );
+    let mut forward_ca = vec![ca];
+    if !r.forward_ca.is_empty() {
+        forward_ca.push(PathBuf::from(&r.forward_ca));
+    }
+    Ok(gatehouse_registry::ClusterConfig {
+        election,
+        forward_ca,
+    })
+}
+
 async fn run_broker(c: Config, serve: bool) -> Result<()> {
     if !c.broker_listen.ip().is_loopback() {
         anyhow::bail!(
@@ -300,6 +351,35 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
     let admin = admin::start(c.admin_listen, admin::Health::new(parts))
         .await
         .context("the admin listener could not start")?;
+    // The audit trail's self-check (PCI DSS 10.3.4, 10.7.2): incremental re-verification
+    // and liveness every `[audit] self_check_interval_ms`, off the append path.
+    let self_check = match &audit {
+        Some(a) if c.audit.self_check_interval_ms > 0 => {
+            use gatehouse_compliance::audit::selfcheck;
+            let interval = std::time::Duration::from_millis(c.audit.self_check_interval_ms);
+            let metrics = std::sync::Arc::new(selfcheck::SelfCheckMetrics::default());
+            admin.attach_audit_self_check(metrics.clone());
+            // A checkpoint is signed at least every 60 s while events wait.
+            let stale_after = (interval * 3).max(std::time::Duration::from_secs(180));
+            let checker = selfcheck::SelfChecker::new(
+                c.data_dir.join("audit"),
+                None,
+                60,
+                stale_after,
+                metrics,
+            );
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(selfcheck::run(
+                a.log(),
+                checker,
+                a.node_id().to_owned(),
+                interval,
+                stopped,
+            ));
+            Some((stop, task))
+        }
+        _ => None,
+    };
     let upstream = match &broker {
         Some(b) => {
             admin.health.set_ready("broker");
@@ -320,6 +400,31 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
         }
         _ => None,
     };
+    // `[audit] mirror_topic`: checkpoints and events shipped to `_gatehouse_audit` through
+    // the broker with the internal credential, read from disk (never on the append path).
+    let mirror = match &audit {
+        Some(a) if serve && c.audit.mirror_topic => {
+            use gatehouse_compliance::audit::mirror;
+            let client = gatehouse_protocol::client::Client::connect_with(
+                upstream.client_config(),
+                upstream.connector(),
+            )
+            .await
+            .context("the audit mirror cannot reach the broker")?;
+            let metrics = std::sync::Arc::new(mirror::MirrorMetrics::default());
+            admin.attach_audit_mirror(metrics.clone());
+            let cfg = || mirror::MirrorConfig {
+                dir: c.data_dir.join("audit"),
+                cursor_file: c.data_dir.join("audit-mirror.cursor"),
+                mac_key: a.internal_mac_key(),
+                interval: std::time::Duration::from_millis(1000),
+            };
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(mirror::run(client.clone(), cfg(), metrics.clone(), stopped));
+            Some((stop, task, client, cfg(), metrics))
+        }
+        _ => None,
+    };
     let registry = match &policy {
         Some(p) => {
             let rcfg = gatehouse_registry::RegistryServerConfig {
@@ -329,10 +434,12 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
                 tls: Some(p.tls.config()),
                 auth: Some(p.registry_auth()),
             };
-            let r = gatehouse_registry::server::start_with_connector(
+            let cluster = registry_cluster(&c, p.ca.clone(), audit.as_ref())?;
+            let r = gatehouse_registry::server::start_with_cluster(
                 rcfg,
                 audit.as_ref().map(|a| a.sink()),
                 upstream.connector(),
+                cluster,
             )
             .await
             .context("the schema registry could not start")?;
@@ -351,10 +458,14 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
                 authorizer: policy.authorizer.clone(),
                 audit: Some(a.sink()),
             });
+            let tokens = policy.tokens.clone();
             let validator = registry.as_ref().map(|r| {
                 let store: std::sync::Arc<dyn gatehouse_registry::api::SchemaStore> =
                     r.store().clone();
-                std::sync::Arc::new(gatehouse_registry::validate::Validator::new(store))
+                std::sync::Arc::new(
+                    gatehouse_registry::validate::Validator::new(store)
+                        .with_guid_lookup(r.store().clone()),
+                )
             });
             let g = gateway_service::start_gateway(
                 &c,
@@ -364,6 +475,27 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
                 validator,
             )
             .await?;
+            // The Kafka-facing admin REST API acts as its callers through the plain listener.
+            if let Some(plain) = g.gateway.addr(gatehouse_gateway::ListenerKind::Plain) {
+                let registry_url = registry
+                    .as_ref()
+                    .map(|r| format!("https://{}", registry_host_port(&c, r.local_addr())));
+                let mut listeners = vec![("gateway_plain".to_string(), plain.to_string())];
+                if let Some(tls) = g.gateway.addr(gatehouse_gateway::ListenerKind::Tls) {
+                    listeners.push(("gateway_tls".to_string(), tls.to_string()));
+                }
+                listeners.push(("admin".to_string(), admin.local_addr.to_string()));
+                if let Some(u) = &registry_url {
+                    listeners.push(("registry".to_string(), u.clone()));
+                }
+                admin.enable_rest(admin::RestApi {
+                    gateway_plain: plain,
+                    proxy_protocol: c.gateway.proxy_protocol,
+                    tokens,
+                    registry_url,
+                    listeners,
+                });
+            }
             admin.health.set_ready("gateway");
             Some(g)
         }
@@ -403,7 +535,7 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
     );
     if gateway.is_some() {
         println!(
-            "  admin API (keys):        http://{}/v1/keys",
+            "  admin API (OpenAPI):     http://{}/openapi.json",
             admin.local_addr
         );
     }
@@ -472,6 +604,22 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
     {
         tracing::warn!(error = %e, "The registry did not stop cleanly.");
     }
+    if let Some((stop, task)) = self_check {
+        let _ = stop.send(true);
+        let _ = task.await;
+    }
+    let mut audit = audit;
+    if let Some((stop, task, client, cfg, metrics)) = mirror {
+        // Close the trail while the broker still runs, so the final checkpoint leaves too.
+        let _ = stop.send(true);
+        let _ = task.await;
+        if let Some(a) = audit.take()
+            && let Err(e) = a.close().await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "The audit trail did not close cleanly.");
+        }
+        gatehouse_compliance::audit::mirror::flush(&client, &cfg, &metrics).await;
+    }
     if let Some(b) = broker {
         b.shutdown().await;
     }
@@ -519,11 +667,20 @@ fn main() -> Result<()> {
         Command::User(cmd) => std::process::exit(user_cli::run(cmd)),
         Command::Acl(cmd) => std::process::exit(acl_cli::run(cmd)),
         Command::Key(cmd) => std::process::exit(key_cli::run(cmd)),
+        Command::Topic(cmd) => std::process::exit(topic_cli::run(cmd)),
+        Command::Group(cmd) => std::process::exit(group_cli::run(cmd)),
         Command::Doctor(args) => std::process::exit(doctor::run(args)),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "gatehouse", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Evidence(args) => {
+            if let Err(e) = evidence::run(args) {
+                eprintln!("{e:#}");
+                std::process::exit(1);
+            }
             return Ok(());
         }
         Command::Audit(cmd) => {

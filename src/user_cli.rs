@@ -481,6 +481,25 @@ fn salted_password(mechanism: Mechanism, password: &str, salt: &[u8], iterations
     }
 }
 
+/// One AlterUserScramCredentials upsertion: a fresh random salt and the salted password
+/// computed here, so the password itself never leaves (shared with the admin REST API).
+pub fn scram_upsertion(
+    user: &str,
+    mechanism: Mechanism,
+    iterations: u32,
+    password: &str,
+) -> ScramCredentialUpsertion {
+    let mut salt = vec![0u8; SALT_LEN];
+    rand::rng().fill_bytes(&mut salt);
+    let salted = salted_password(mechanism, password, &salt, iterations);
+    ScramCredentialUpsertion::default()
+        .with_name(s(user))
+        .with_mechanism(mechanism.scram_code().unwrap_or(0))
+        .with_iterations(i32::try_from(iterations).unwrap_or(i32::MAX))
+        .with_salt(salt.into())
+        .with_salted_password(salted.into())
+}
+
 async fn add(
     gw: &Gateway,
     user: &str,
@@ -488,20 +507,10 @@ async fn add(
     iterations: u32,
     password: &str,
 ) -> Result<(), Failure> {
-    let mut upsertions = Vec::new();
-    for m in &mechanisms {
-        let mut salt = vec![0u8; SALT_LEN];
-        rand::rng().fill_bytes(&mut salt);
-        let salted = salted_password(*m, password, &salt, iterations);
-        upsertions.push(
-            ScramCredentialUpsertion::default()
-                .with_name(s(user))
-                .with_mechanism(m.scram_code().unwrap_or(0))
-                .with_iterations(i32::try_from(iterations).unwrap_or(i32::MAX))
-                .with_salt(salt.into())
-                .with_salted_password(salted.into()),
-        );
-    }
+    let upsertions = mechanisms
+        .iter()
+        .map(|m| scram_upsertion(user, *m, iterations, password))
+        .collect();
     let resp = gw
         .send(AlterUserScramCredentialsRequest::default().with_upsertions(upsertions))
         .await?;

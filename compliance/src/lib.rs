@@ -2,7 +2,9 @@
 //!
 //! Audit events and the tamper-evident audit trail (`<data-dir>/audit/`), and the key vault
 //! ([`vault`]: envelope encryption, KEK/DEK rotation, crypto-shredding; `docs/keys.md`).
-//! Evidence reports are not built yet.
+//! Evidence packages ([`audit::evidence`]), the running node's self-check
+//! ([`audit::selfcheck`]), retention and archiving ([`audit::archive`]) and the mirror to
+//! `_gatehouse_audit` ([`audit::mirror`]) are built on the verifier.
 //!
 //! ## Key types
 //!

@@ -40,4 +40,4 @@ pub mod server;
 pub mod validate;
 
 pub use error::SchemaError;
-pub use server::{RegistryServerConfig, RunningRegistry, ServerError, start};
+pub use server::{ClusterConfig, RegistryServerConfig, RunningRegistry, ServerError, start};

@@ -11,8 +11,17 @@
 //! [`RegistryServerConfig::auth`] turns on authentication and ACLs ([`crate::api::auth`]).
 //! [`start_with_connector`] reaches the broker through any [`Connector`] (TLS to an external
 //! cluster under `gatehouse serve`).
+//!
+//! [`start_with_cluster`] runs the node as one of several on one Kafka cluster: it joins the
+//! writer election ([`crate::kafka::election`]), produces to `_schemas` only while it leads,
+//! and forwards writes to the leader otherwise ([`crate::kafka::forward`]).
+//! `GET /v1/metadata/leader` (unauthenticated, like `/`) shows who leads:
+//! `{"leader": url|null, "generation": n, "is_leader": bool, "node": url|null, "state":
+//! "member"|"joining"|"solo"|"disabled"}`. On [`RunningRegistry::shutdown`] the node leaves
+//! the group after its last request, so another node takes over at once.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +34,12 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, info, warn};
 
-use crate::api::{AuditSink, RegistryAuth, SchemaStore, secured_router};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::api::{AuditSink, RegistryAuth, SchemaStore, WriteForwarder};
+use crate::kafka::election::{Election, ElectionConfig, ElectionState};
+use crate::kafka::forward::{ForwardTls, LeaderForwarder};
 use crate::kafka::{KafkaStore, OpenError, SCHEMAS_TOPIC};
 
 /// Time a client gets to finish the TLS handshake.
@@ -64,6 +78,16 @@ impl RegistryServerConfig {
             auth: None,
         }
     }
+}
+
+/// Several registry nodes on one Kafka cluster ([`start_with_cluster`]).
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The writer election.
+    pub election: ElectionConfig,
+    /// CA certificates (PEM files) trusted when forwarding to the leader over HTTPS; missing
+    /// files are skipped.
+    pub forward_ca: Vec<PathBuf>,
 }
 
 /// Why the registry did not start or stopped badly.
@@ -107,6 +131,7 @@ pub enum ServerError {
 pub struct RunningRegistry {
     local_addr: SocketAddr,
     store: Arc<KafkaStore>,
+    election: Option<Arc<Election>>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -122,12 +147,22 @@ impl RunningRegistry {
         &self.store
     }
 
-    /// Stops accepting connections, lets in-flight requests finish, and waits for the server.
+    /// The writer election, when started with [`start_with_cluster`].
+    pub fn election(&self) -> Option<&Arc<Election>> {
+        self.election.as_ref()
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish, waits for the server, and
+    /// leaves the registry group.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        match (&mut self.task).await {
+        let served = (&mut self.task).await;
+        if let Some(e) = &self.election {
+            e.leave().await;
+        }
+        match served {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(ServerError::Listen {
                 addr: self.local_addr,
@@ -141,7 +176,7 @@ impl RunningRegistry {
 /// Starts the registry: broker connection, `_schemas` created/checked and replayed, then the
 /// HTTP listener. Returns once the listener is bound (requests are served from then on).
 pub async fn start(config: RegistryServerConfig) -> Result<RunningRegistry, ServerError> {
-    start_inner(config, None, Arc::new(TcpConnector)).await
+    start_inner(config, None, Arc::new(TcpConnector), None).await
 }
 
 /// Like [`start`], with every state-changing request recorded through `audit` before it is
@@ -150,7 +185,7 @@ pub async fn start_with_audit(
     config: RegistryServerConfig,
     audit: Arc<dyn AuditSink>,
 ) -> Result<RunningRegistry, ServerError> {
-    start_inner(config, Some(audit), Arc::new(TcpConnector)).await
+    start_inner(config, Some(audit), Arc::new(TcpConnector), None).await
 }
 
 /// Like [`start`] (with `audit`: like [`start_with_audit`]), with the broker connections opened
@@ -160,13 +195,51 @@ pub async fn start_with_connector(
     audit: Option<Arc<dyn AuditSink>>,
     connector: Arc<dyn Connector>,
 ) -> Result<RunningRegistry, ServerError> {
-    start_inner(config, audit, connector).await
+    start_inner(config, audit, connector, None).await
+}
+
+/// Like [`start_with_connector`], as one of several registry nodes: joins the writer
+/// election and forwards writes to the leader while it does not lead.
+pub async fn start_with_cluster(
+    config: RegistryServerConfig,
+    audit: Option<Arc<dyn AuditSink>>,
+    connector: Arc<dyn Connector>,
+    cluster: ClusterConfig,
+) -> Result<RunningRegistry, ServerError> {
+    start_inner(config, audit, connector, Some(cluster)).await
+}
+
+/// `GET /v1/metadata/leader`.
+fn leader_body(election: Option<&Election>) -> serde_json::Value {
+    let Some(e) = election else {
+        return json!({"leader": null, "generation": 0, "is_leader": true, "node": null, "state": "solo"});
+    };
+    let node = e.advertised_url();
+    match e.state() {
+        ElectionState::Member(l) => json!({
+            "leader": l.leader_url,
+            "generation": l.generation,
+            "is_leader": l.is_self,
+            "node": node,
+            "state": "member",
+        }),
+        ElectionState::Joining => {
+            json!({"leader": null, "generation": null, "is_leader": false, "node": node, "state": "joining"})
+        }
+        ElectionState::Solo => {
+            json!({"leader": node, "generation": 0, "is_leader": true, "node": node, "state": "solo"})
+        }
+        ElectionState::Disabled => {
+            json!({"leader": null, "generation": null, "is_leader": false, "node": node, "state": "disabled"})
+        }
+    }
 }
 
 async fn start_inner(
     config: RegistryServerConfig,
     audit: Option<Arc<dyn AuditSink>>,
     connector: Arc<dyn Connector>,
+    cluster: Option<ClusterConfig>,
 ) -> Result<RunningRegistry, ServerError> {
     if config.tls.is_none() && !config.listen.ip().is_loopback() {
         return Err(ServerError::NotLoopback(config.listen));
@@ -205,9 +278,51 @@ async fn start_inner(
             addr: config.listen,
             source,
         })?;
+    let (election, forwarder) = match cluster {
+        Some(cluster) => {
+            let election = Arc::new(Election::start(
+                store.client().clone(),
+                cluster.election.clone(),
+            ));
+            store.set_election(election.clone());
+            let cas: Vec<&std::path::Path> =
+                cluster.forward_ca.iter().map(PathBuf::as_path).collect();
+            let tls = match ForwardTls::from_ca_files(&cas) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    if cluster.election.advertised_url.starts_with("https://") {
+                        warn!(error = %e, "no CA to forward registry writes over HTTPS with: this node can only write while it leads (set registry.forward_ca)");
+                    }
+                    None
+                }
+            };
+            let f: Arc<dyn WriteForwarder> =
+                Arc::new(LeaderForwarder::new(election.clone(), store.clone(), tls));
+            info!(group = %cluster.election.group_id, url = %cluster.election.advertised_url,
+                eligible = cluster.election.eligible, "registry joins the writer election");
+            (Some(election), Some(f))
+        }
+        None => (None, None),
+    };
     let shared = store.clone() as Arc<dyn SchemaStore>;
     let secured = config.auth.is_some();
-    let app = secured_router(shared, config.auth, audit);
+    let status = election.clone();
+    let app = crate::api::secured_router_with_forwarding(shared, config.auth, audit, forwarder)
+        .route(
+            "/v1/metadata/leader",
+            get(move || {
+                let status = status.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            axum::http::HeaderValue::from_static(crate::api::CONTENT_TYPE),
+                        )],
+                        leader_body(status.as_deref()).to_string(),
+                    )
+                }
+            }),
+        );
     let (stop, stopped) = oneshot::channel::<()>();
     let shutdown = async {
         let _ = stopped.await;
@@ -249,6 +364,7 @@ async fn start_inner(
     Ok(RunningRegistry {
         local_addr,
         store,
+        election,
         stop: Some(stop),
         task,
     })

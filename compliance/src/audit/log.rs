@@ -610,21 +610,26 @@ struct Recovered {
 fn recover_segments(
     seg_dir: &Path,
     anchor: Option<(u64, Hash, &str)>,
+    start: Option<(&CompactTree, Hash)>,
 ) -> Result<Recovered, AuditError> {
+    // With an archive anchor (`anchor.json`) the log starts at its tree size; files below
+    // it are left over from an interrupted archive run and are not part of the log.
+    let first_kept = start.map_or(0, |(t, _)| t.size());
     let mut files: Vec<(u64, String)> = list_dir(seg_dir)?
         .into_iter()
         .filter_map(|n| parse_segment_file_name(&n).map(|s| (s, n)))
+        .filter(|(s, _)| *s >= first_kept)
         .collect();
     files.sort();
     let anchored = anchor.map_or(0, |a| a.0);
     let mut r = Recovered {
-        tree: CompactTree::new(),
+        tree: start.map_or_else(CompactTree::new, |(t, _)| t.clone()),
         sealed: Vec::new(),
         open_tail: None,
         torn: None,
         segments: files.len(),
     };
-    let mut chain = [0u8; 32];
+    let mut chain = start.map_or([0u8; 32], |(_, c)| c);
     let count = files.len();
     for (i, (first, name)) in files.into_iter().enumerate() {
         let is_last = i + 1 == count;
@@ -851,10 +856,19 @@ impl Writer {
             write_atomic(&keys_dir, "signing.pub", pub_hex.as_bytes())?;
         }
 
+        // An archive anchor: the log starts there (see `archive`).
+        let archived = super::archive::load_anchor(dir, &history)
+            .map_err(|m| integrity(super::archive::ANCHOR_FILE, m))?;
+        if let Some(a) = &archived {
+            cps.retain(|(s, _)| *s > a.size);
+        }
+        let start_chain = archived.as_ref().map_or([0u8; 32], |a| a.cp.segment_chain);
         // Latest checkpoint.
-        let mut last_cp = None;
-        let mut anchor = None;
-        let mut cp_chain = [0u8; 32];
+        let mut last_cp = archived.as_ref().map(|a| (a.size, a.file_sha));
+        let mut anchor = archived
+            .as_ref()
+            .map(|a| (a.size, a.cp.root_hash, super::archive::ANCHOR_FILE));
+        let mut cp_chain = start_chain;
         if let Some((size, name)) = cps.last() {
             let path = cp_dir.join(name);
             let bytes = fs::read(&path).map_err(io_err("read", &path))?;
@@ -874,8 +888,12 @@ impl Writer {
             cp_chain = cp.segment_chain;
         }
 
-        let rec = recover_segments(&seg_dir, anchor)?;
-        let pending_sealed = if cp_chain == [0u8; 32] {
+        let rec = recover_segments(
+            &seg_dir,
+            anchor,
+            archived.as_ref().map(|a| (&a.tree, a.cp.segment_chain)),
+        )?;
+        let pending_sealed = if cp_chain == start_chain {
             rec.sealed.clone()
         } else {
             let p = rec
@@ -890,7 +908,7 @@ impl Writer {
                 })?;
             rec.sealed[p + 1..].to_vec()
         };
-        let seg_chain = rec.sealed.last().map_or([0u8; 32], |s| s.chain);
+        let seg_chain = rec.sealed.last().map_or(start_chain, |s| s.chain);
         let next = rec.tree.size();
         let seg = match rec.open_tail {
             Some((name, first, len, data)) => {

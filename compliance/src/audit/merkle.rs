@@ -72,6 +72,18 @@ impl CompactTree {
         self.size += 1;
     }
 
+    /// The frontier: roots of the perfect subtrees, largest (leftmost) first.
+    pub fn frontier(&self) -> &[Hash] {
+        &self.frontier
+    }
+
+    /// A tree of `size` leaves from its frontier; `None` unless there is exactly one hash
+    /// per set bit of `size`. The root of the result is only as trustworthy as the frontier:
+    /// compare it with a signed root.
+    pub fn from_frontier(size: u64, frontier: Vec<Hash>) -> Option<Self> {
+        (frontier.len() == size.count_ones() as usize).then_some(Self { size, frontier })
+    }
+
     /// The Merkle tree hash (MTH) of all leaves so far.
     pub fn root(&self) -> Hash {
         let mut iter = self.frontier.iter().rev();

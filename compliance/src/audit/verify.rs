@@ -29,6 +29,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::archive::Anchor;
 use super::canonical::serde_str;
 use super::checkpoint::{
     CHECKPOINT_VERSION, Checkpoint, SealedSegment, checkpoint_file_name,
@@ -193,6 +194,8 @@ pub struct VerifyReport {
     pub unanchored_events: u64,
     /// Non-fatal findings.
     pub warnings: Vec<String>,
+    /// The first sequence held (an archived trail's anchor, see `archive`); 0 for a whole log.
+    pub anchored_at: u64,
 }
 
 impl fmt::Display for VerifyReport {
@@ -200,11 +203,19 @@ impl fmt::Display for VerifyReport {
         writeln!(f, "Audit trail verification: PASSED")?;
         writeln!(
             f,
-            "  events:       {} valid (sequences 0..{}), Merkle root {}",
-            self.tree_size,
+            "  events:       {} valid (sequences {}..{}), Merkle root {}",
+            self.tree_size - self.anchored_at,
+            self.anchored_at,
             self.tree_size,
             hex::encode(self.root_hash)
         )?;
+        if self.anchored_at > 0 {
+            writeln!(
+                f,
+                "  anchor:       events before {} are archived; this part starts at the signed checkpoint of tree size {} (anchor.json)",
+                self.anchored_at, self.anchored_at
+            )?;
+        }
         writeln!(
             f,
             "  segments:     {}/{} valid ({} sealed)",
@@ -298,6 +309,66 @@ struct EventRef<'a> {
 struct ScanOutput {
     report: VerifyReport,
     checkpoints: Vec<LoadedCheckpoint>,
+    resume: Resume,
+    tree: CompactTree,
+}
+
+/// File identity used to skip re-hashing sealed segments that did not change: length,
+/// modification time and (on Unix) inode and status-change time, which no user can set back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    ino: u64,
+    ctime: (i64, i64),
+}
+
+fn stamp(path: &Path) -> Option<FileStamp> {
+    let m = fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let (ino, ctime) = {
+        use std::os::unix::fs::MetadataExt;
+        (m.ino(), (m.ctime(), m.ctime_nsec()))
+    };
+    #[cfg(not(unix))]
+    let (ino, ctime) = (0, (0, 0));
+    Some(FileStamp {
+        len: m.len(),
+        modified: m.modified().ok(),
+        ino,
+        ctime,
+    })
+}
+
+/// A verified sealed segment remembered by a [`Resume`].
+#[derive(Clone, Debug)]
+struct VerifiedSegment {
+    name: String,
+    first: u64,
+    next: u64,
+    sha: Hash,
+    stamp: FileStamp,
+}
+
+/// Where an incremental verification can pick up: the state after the last sealed segment
+/// a previous scan verified (Merkle frontier, segment chain, checkpoint position) and the
+/// identities of the segments before it. Sealed segments are immutable; one whose identity
+/// (length, times, inode) is unchanged is not read again. Checkpoints and the key history
+/// are always re-verified.
+#[derive(Clone, Debug, Default)]
+pub struct Resume {
+    segments: Vec<VerifiedSegment>,
+    tree: CompactTree,
+    chain: Hash,
+    cp_idx: usize,
+    prev_cp_size: u64,
+}
+
+impl Resume {
+    /// Events covered by the remembered sealed segments.
+    pub fn events(&self) -> u64 {
+        self.tree.size()
+    }
 }
 
 fn load_history(dir: &Path, trusted: Option<&[PublicKey]>) -> Result<KeyHistory, VerifyError> {
@@ -326,9 +397,17 @@ fn load_history(dir: &Path, trusted: Option<&[PublicKey]>) -> Result<KeyHistory,
     Ok(history)
 }
 
+fn load_anchor(dir: &Path, history: &KeyHistory) -> Result<Option<Anchor>, VerifyError> {
+    super::archive::load_anchor(dir, history).map_err(|reason| VerifyError::Checkpoint {
+        checkpoint: super::archive::ANCHOR_FILE.to_owned(),
+        reason,
+    })
+}
+
 fn load_checkpoints(
     dir: &Path,
     history: &KeyHistory,
+    anchor: Option<&Anchor>,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<LoadedCheckpoint>, VerifyError> {
     let cp_dir = dir.join("checkpoints");
@@ -342,10 +421,18 @@ fn load_checkpoints(
     }
     names.sort();
     let mut out: Vec<LoadedCheckpoint> = Vec::with_capacity(names.len());
-    let mut prev: Option<(u64, Hash, Hash)> = None; // size, file sha, segment chain
-    let mut log_name: Option<String> = None;
-    let mut last_next = 0u64;
+    // size, file sha, segment chain
+    let mut prev: Option<(u64, Hash, Hash)> =
+        anchor.map(|a| (a.size, a.file_sha, a.cp.segment_chain));
+    let mut log_name: Option<String> = anchor.map(|a| a.cp.log.clone());
+    let mut last_next = anchor.map_or(0, |a| a.size);
     for (size, name) in names {
+        if anchor.is_some_and(|a| size <= a.size) {
+            warnings.push(format!(
+                "ignored checkpoints/{name}: before the anchor (left over from archiving)"
+            ));
+            continue;
+        }
         let bytes = read(&cp_dir.join(&name))?;
         let cp = Checkpoint::from_json(&bytes)
             .map_err(|e| cp_err(&name, format!("not a valid checkpoint: {e}")))?;
@@ -419,36 +506,98 @@ fn load_checkpoints(
 fn scan(
     dir: &Path,
     trusted: Option<&[PublicKey]>,
+    leaves: Option<&mut Vec<Hash>>,
+    on_event: &mut dyn FnMut(EventRef<'_>) -> Result<(), VerifyError>,
+) -> Result<ScanOutput, VerifyError> {
+    scan_resuming(dir, trusted, leaves, None, on_event)
+}
+
+/// [`scan`], skipping the sealed segments `resume` verified before when they are unchanged
+/// (then `leaves` and `on_event` see only the events after them).
+fn scan_resuming(
+    dir: &Path,
+    trusted: Option<&[PublicKey]>,
     mut leaves: Option<&mut Vec<Hash>>,
+    resume: Option<&Resume>,
     on_event: &mut dyn FnMut(EventRef<'_>) -> Result<(), VerifyError>,
 ) -> Result<ScanOutput, VerifyError> {
     let history = load_history(dir, trusted)?;
+    let anchor = load_anchor(dir, &history)?;
+    let start = anchor.as_ref().map_or(0, |a| a.size);
     let mut warnings = Vec::new();
-    let checkpoints = load_checkpoints(dir, &history, &mut warnings)?;
+    let checkpoints = load_checkpoints(dir, &history, anchor.as_ref(), &mut warnings)?;
     let expected_sealed: Vec<(&SealedSegment, &str)> = checkpoints
         .iter()
         .flat_map(|c| c.cp.segments.iter().map(move |s| (s, c.name.as_str())))
         .collect();
-    let latest_size = checkpoints.last().map_or(0, |c| c.cp.tree_size);
+    let latest_size = checkpoints.last().map_or(start, |c| c.cp.tree_size);
 
     let seg_dir = dir.join("segments");
     let mut files: Vec<(u64, String)> = Vec::new();
     for n in list(&seg_dir)? {
         match parse_segment_file_name(&n) {
+            Some(s) if s < start => warnings.push(format!(
+                "ignored segments/{n}: before the anchor (left over from archiving)"
+            )),
             Some(s) => files.push((s, n)),
             None => warnings.push(format!("ignored unexpected file segments/{n}")),
         }
     }
     files.sort();
 
-    let mut tree = CompactTree::new();
+    let mut tree = anchor
+        .as_ref()
+        .map_or_else(CompactTree::new, |a| a.tree.clone());
     let mut cp_idx = 0;
-    let mut prev_cp_size = 0u64;
+    let mut prev_cp_size = start;
     let mut sealed_idx = 0;
-    let mut chain = [0u8; 32];
+    let mut chain = anchor.as_ref().map_or([0u8; 32], |a| a.cp.segment_chain);
     let mut last_sealed = true;
     let mut last_name = String::new();
     let count = files.len();
+    let mut verified: Vec<VerifiedSegment> = Vec::new();
+    // Resume after the sealed segments verified before, if every one is still there,
+    // unchanged, and listed the same way by the checkpoints.
+    if let Some(r) = resume
+        && !r.segments.is_empty()
+        && r.segments.len() <= files.len()
+        && r.cp_idx <= checkpoints.len()
+        && (r.cp_idx == 0
+            || checkpoints
+                .get(r.cp_idx - 1)
+                .is_some_and(|c| c.cp.tree_size == r.prev_cp_size))
+        && r.segments.iter().enumerate().all(|(i, v)| {
+            files[i].1 == v.name
+                && files[i].0 == v.first
+                && stamp(&seg_dir.join(&v.name)).as_ref() == Some(&v.stamp)
+                && expected_sealed.get(i).is_some_and(|(e, _)| {
+                    e.file == v.name
+                        && e.first_seq == v.first
+                        && e.next_seq == v.next
+                        && e.sha256 == v.sha
+                })
+        })
+    {
+        tree = r.tree.clone();
+        cp_idx = r.cp_idx;
+        prev_cp_size = r.prev_cp_size;
+        sealed_idx = r.segments.len();
+        chain = r.chain;
+        verified = r.segments.clone();
+        last_name = r
+            .segments
+            .last()
+            .map(|v| v.name.clone())
+            .unwrap_or_default();
+    }
+    let skip = verified.len();
+    let mut resume_out = Resume {
+        segments: verified.clone(),
+        tree: tree.clone(),
+        chain,
+        cp_idx,
+        prev_cp_size,
+    };
     // A reader thread loads each segment, hands it over, and then computes the file's
     // SHA-256 while this thread checks the records and hashes the leaves of the same
     // segment: the two SHA-256 passes run on two cores.
@@ -459,7 +608,7 @@ fn scan(
     let stopped = || VerifyError::Input("segment reader stopped".into());
     std::thread::scope(|scope| -> Result<(), VerifyError> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Read>(2);
-        let (files_ref, seg_dir_ref) = (&files, &seg_dir);
+        let (files_ref, seg_dir_ref) = (&files[skip..], &seg_dir);
         scope.spawn(move || {
             for (_, name) in files_ref {
                 let data = match read(&seg_dir_ref.join(name)) {
@@ -479,8 +628,9 @@ fn scan(
                 }
             }
         });
-        for (i, (first, name)) in files.iter().enumerate() {
+        for (i, (first, name)) in files.iter().enumerate().skip(skip) {
             let is_last = i + 1 == count;
+            let seg_stamp = stamp(&seg_dir.join(name));
             let next = tree.size();
             if *first > next {
                 return Err(VerifyError::MissingSegment {
@@ -601,6 +751,22 @@ fn scan(
                     ));
                 }
                 sealed_idx += 1;
+                if let Some(st) = seg_stamp {
+                    verified.push(VerifiedSegment {
+                        name: name.clone(),
+                        first: *first,
+                        next,
+                        sha,
+                        stamp: st,
+                    });
+                    resume_out = Resume {
+                        segments: verified.clone(),
+                        tree: tree.clone(),
+                        chain,
+                        cp_idx,
+                        prev_cp_size,
+                    };
+                }
             } else {
                 if !is_last {
                     return Err(seg_err(
@@ -667,10 +833,13 @@ fn scan(
         trusted_keys_pinned: trusted.is_some(),
         unanchored_events: unanchored,
         warnings,
+        anchored_at: start,
     };
     Ok(ScanOutput {
         report,
         checkpoints,
+        resume: resume_out,
+        tree,
     })
 }
 
@@ -730,6 +899,41 @@ pub fn verify_dir(
 ) -> Result<VerifyReport, VerifyError> {
     stable(dir, || {
         Ok(scan(dir, trusted_public_keys, None, &mut |_| Ok(()))?.report)
+    })
+}
+
+/// Verifies the directory; returns the report and the Merkle tree at its end.
+pub(crate) fn verify_with_tree(dir: &Path) -> Result<(VerifyReport, CompactTree), VerifyError> {
+    stable(dir, || {
+        let out = scan(dir, None, None, &mut |_| Ok(()))?;
+        Ok((out.report, out.tree))
+    })
+}
+
+/// An anchor and checkpoints (file name, checkpoint) after it, oldest first.
+pub(crate) type AnchoredCheckpoints = (Option<Anchor>, Vec<(String, Checkpoint)>);
+
+/// The anchor and the verified checkpoints (file name, checkpoint) of a directory, oldest
+/// first (checkpoint signatures and links only; verify the directory as a whole first).
+pub(crate) fn verified_checkpoints(dir: &Path) -> Result<AnchoredCheckpoints, VerifyError> {
+    let history = load_history(dir, None)?;
+    let anchor = load_anchor(dir, &history)?;
+    let cps = load_checkpoints(dir, &history, anchor.as_ref(), &mut Vec::new())?;
+    Ok((anchor, cps.into_iter().map(|c| (c.name, c.cp)).collect()))
+}
+
+/// Verifies like [`verify_dir`], but skips the sealed segments a previous call verified when
+/// they are unchanged (`resume`, from the previous call's result); returns the report and
+/// the point to resume from next time. With `None` every segment is read (a full check).
+/// Checkpoints and the key history are always re-verified in full.
+pub fn verify_dir_incremental(
+    dir: &Path,
+    trusted_public_keys: Option<&[PublicKey]>,
+    resume: Option<&Resume>,
+) -> Result<(VerifyReport, Resume), VerifyError> {
+    stable(dir, || {
+        let out = scan_resuming(dir, trusted_public_keys, None, resume, &mut |_| Ok(()))?;
+        Ok((out.report, out.resume))
     })
 }
 
@@ -991,7 +1195,7 @@ pub struct ExportSummary {
     pub checkpoint_root: Option<Hash>,
 }
 
-const CSV_COLUMNS: &[&str] = &[
+pub(crate) const CSV_COLUMNS: &[&str] = &[
     "sequence",
     "id",
     "time",
@@ -1015,7 +1219,7 @@ const CSV_COLUMNS: &[&str] = &[
     "clockSource",
 ];
 
-fn csv_cell(out: &mut Vec<u8>, v: &str) {
+pub(crate) fn csv_cell(out: &mut Vec<u8>, v: &str) {
     let guard = v.starts_with(['=', '+', '-', '@', '\t', '\r']);
     let quote = guard || v.contains([',', '"', '\n', '\r']);
     if quote {
@@ -1035,7 +1239,7 @@ fn csv_cell(out: &mut Vec<u8>, v: &str) {
     }
 }
 
-fn csv_row(out: &mut Vec<u8>, e: &AuditEvent) {
+pub(crate) fn csv_row(out: &mut Vec<u8>, e: &AuditEvent) {
     let o = |v: &Option<String>| v.clone().unwrap_or_default();
     let cells = [
         e.sequence.to_string(),
@@ -1110,6 +1314,65 @@ pub fn export(
         tree_size: out.report.tree_size,
         checkpoint_size: out.report.latest_checkpoint_size,
         checkpoint_root: out.report.latest_checkpoint_root,
+    })
+}
+
+/// One event of a verified log: its parsed form and its stored canonical bytes.
+#[derive(Clone, Debug)]
+pub struct VerifiedEvent {
+    /// The event.
+    pub event: AuditEvent,
+    /// The stored canonical JSON, byte for byte (hashes to its Merkle leaf).
+    pub stored: Vec<u8>,
+}
+
+/// What [`verify_and_collect`] returns.
+#[derive(Clone, Debug)]
+pub struct Collected {
+    /// The verification report of the whole directory.
+    pub report: VerifyReport,
+    /// The latest verified checkpoint and the exact bytes of its file.
+    pub checkpoint: Option<(Checkpoint, Vec<u8>)>,
+    /// The selected events, in sequence order.
+    pub events: Vec<VerifiedEvent>,
+}
+
+/// Verifies the whole directory (pinned to `trusted` when given) and returns the events that
+/// `select` picks, with their stored bytes, and the latest checkpoint's exact file bytes. A
+/// scan that races with a live writer is repeated, with fresh results each time.
+pub fn verify_and_collect(
+    dir: &Path,
+    trusted: Option<&[PublicKey]>,
+    select: &dyn Fn(&AuditEvent) -> bool,
+) -> Result<Collected, VerifyError> {
+    stable(dir, || {
+        let mut events = Vec::new();
+        let out = scan(dir, trusted, None, &mut |e| {
+            let ev = parse_event(&e)?;
+            if select(&ev) {
+                events.push(VerifiedEvent {
+                    event: ev,
+                    stored: e.payload.to_vec(),
+                });
+            }
+            Ok(())
+        })?;
+        let checkpoint = match out.checkpoints.into_iter().next_back() {
+            Some(c) => {
+                let bytes = read(&dir.join("checkpoints").join(&c.name))?;
+                if Checkpoint::file_sha256(&bytes) != Checkpoint::file_sha256(&c.cp.to_file_bytes())
+                {
+                    return Err(cp_err(&c.name, "changed while it was being read"));
+                }
+                Some((c.cp, bytes))
+            }
+            None => None,
+        };
+        Ok(Collected {
+            report: out.report,
+            checkpoint,
+            events,
+        })
     })
 }
 
@@ -1317,6 +1580,28 @@ mod tests {
             cli::cli_export(dir, ExportFormat::Csv, &QueryFilter::default(), &mut out).unwrap();
         assert!(text.contains("Exported 84 events"), "{text}");
         assert!(cli::cli_verify(dir, &[tmp.path().join("missing.pub")]).is_err());
+    }
+
+    #[tokio::test]
+    async fn incremental_verification_skips_unchanged_sealed_segments_and_sees_tampering() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        trail(dir).await;
+        let full = verify_dir(dir, None).unwrap();
+        let (r1, resume) = verify_dir_incremental(dir, None, None).unwrap();
+        assert_eq!(r1, full);
+        assert!(resume.events() > 0 && resume.events() <= full.tree_size);
+        let (r2, resume2) = verify_dir_incremental(dir, None, Some(&resume)).unwrap();
+        assert_eq!(r2, full);
+        assert_eq!(resume2.events(), resume.events());
+        // Flip one byte in the first (sealed, skipped) segment: found by the next check.
+        let seg = dir.join("segments").join(segment_file_name(0));
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes[100] ^= 0x20;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(&seg, &bytes).unwrap();
+        let e = verify_dir_incremental(dir, None, Some(&resume2)).unwrap_err();
+        assert_eq!(e.segment(), Some(segment_file_name(0).as_str()), "{e}");
     }
 
     #[tokio::test]

@@ -9,7 +9,12 @@
 //!
 //! The group leader is a natural single writer for an internal topic, but leadership is only
 //! as fresh as the last heartbeat: a paused leader may not yet know it was replaced. Writers
-//! that need strict exclusion must also fence at the write (e.g. check the generation).
+//! that need strict exclusion must also fence at the write (e.g. check the generation, and
+//! [`GroupMember::confirmed_at`] against the session timeout).
+//!
+//! A [`GroupProtocol`] in [`GroupMemberConfig::protocol`] replaces the consumer protocol with
+//! the caller's own: its own protocol type and member metadata, and an assignor that runs on
+//! the group leader and hands each member opaque bytes ([`GroupAssignment::user_data`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -692,6 +697,34 @@ pub fn range_assign(
 // ---------------------------------------------------------------------------------------------
 // GroupMember.
 
+/// The leader's assignor of a [`GroupProtocol`]: given the JoinGroup answer (with every
+/// member's metadata), the assignment bytes per member id.
+pub type GroupAssignor = Arc<dyn Fn(&JoinGroupResult) -> Vec<(String, Bytes)> + Send + Sync>;
+
+/// A group protocol of the caller's own instead of the consumer protocol (for leader election
+/// among service nodes, as Confluent Schema Registry's `sr` protocol does).
+#[derive(Clone)]
+pub struct GroupProtocol {
+    /// JoinGroup protocol type (e.g. `"sr"`; all members must agree).
+    pub protocol_type: String,
+    /// The one protocol name offered.
+    pub name: String,
+    /// This member's metadata.
+    pub metadata: Bytes,
+    /// Runs on the group leader.
+    pub assign: GroupAssignor,
+}
+
+impl std::fmt::Debug for GroupProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupProtocol")
+            .field("protocol_type", &self.protocol_type)
+            .field("name", &self.name)
+            .field("metadata_len", &self.metadata.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Settings of a [`GroupMember`].
 #[derive(Debug, Clone)]
 pub struct GroupMemberConfig {
@@ -710,6 +743,9 @@ pub struct GroupMemberConfig {
     pub heartbeat_interval: Duration,
     /// Pause between failed join attempts.
     pub retry_backoff: Duration,
+    /// `None`: the consumer protocol with the range assignor over [`Self::topics`]; else
+    /// this protocol (and `topics` is unused).
+    pub protocol: Option<GroupProtocol>,
 }
 
 impl GroupMemberConfig {
@@ -723,6 +759,7 @@ impl GroupMemberConfig {
             rebalance_timeout: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(3),
             retry_backoff: Duration::from_millis(500),
+            protocol: None,
         }
     }
 }
@@ -736,8 +773,10 @@ pub struct GroupAssignment {
     pub member_id: String,
     /// The leader's member id.
     pub leader_id: String,
-    /// Partitions assigned to us, by topic.
+    /// Partitions assigned to us, by topic (consumer protocol; empty with a [`GroupProtocol`]).
     pub partitions: BTreeMap<String, Vec<i32>>,
+    /// The assignment bytes as the coordinator handed them to us.
+    pub user_data: Bytes,
 }
 
 impl GroupAssignment {
@@ -757,6 +796,7 @@ pub struct GroupMember {
     config: GroupMemberConfig,
     state: watch::Receiver<Option<GroupAssignment>>,
     member_id: Arc<Mutex<String>>,
+    confirmed: Arc<Mutex<Option<Instant>>>,
     task: JoinHandle<()>,
 }
 
@@ -771,14 +811,17 @@ impl GroupMember {
     /// membership alive in the background.
     pub async fn join(client: Client, config: GroupMemberConfig) -> Result<Self, ProtocolError> {
         let member_id = Arc::new(Mutex::new(String::new()));
+        let sent = Instant::now();
         let first = join_and_sync(&client, &config, &member_id).await?;
         info!(group = %config.group_id, generation = first.generation_id,
             leader = first.is_leader(), "joined group");
+        let confirmed = Arc::new(Mutex::new(Some(sent)));
         let (tx, state) = watch::channel(Some(first));
         let task = tokio::spawn(keep_alive(
             client.clone(),
             config.clone(),
             member_id.clone(),
+            confirmed.clone(),
             tx,
         ));
         Ok(GroupMember {
@@ -786,6 +829,7 @@ impl GroupMember {
             config,
             state,
             member_id,
+            confirmed,
             task,
         })
     }
@@ -806,6 +850,19 @@ impl GroupMember {
             .borrow()
             .as_ref()
             .is_some_and(GroupAssignment::is_leader)
+    }
+
+    /// When the request that last confirmed our membership (the JoinGroup of this generation
+    /// or the last successful Heartbeat) was *sent*; `None` while out of the group. The
+    /// coordinator processed it later, so it keeps us at least until this instant plus the
+    /// session timeout: a lease a single writer can check before writing.
+    pub fn confirmed_at(&self) -> Option<Instant> {
+        *lock(&self.confirmed)
+    }
+
+    /// The configuration this member runs with.
+    pub fn config(&self) -> &GroupMemberConfig {
+        &self.config
     }
 
     /// A receiver that sees every change of the assignment.
@@ -836,8 +893,16 @@ async fn join_and_sync(
     config: &GroupMemberConfig,
     member_id: &Mutex<String>,
 ) -> Result<GroupAssignment, ProtocolError> {
-    let metadata = encode_subscription(&config.topics)?;
-    let protocols = [(RANGE_ASSIGNOR, metadata)];
+    let (protocol_type, protocols) = match &config.protocol {
+        Some(p) => (
+            p.protocol_type.as_str(),
+            [(p.name.as_str(), p.metadata.clone())],
+        ),
+        None => (
+            CONSUMER_PROTOCOL,
+            [(RANGE_ASSIGNOR, encode_subscription(&config.topics)?)],
+        ),
+    };
     let current = lock(member_id).clone();
     let opts = JoinGroupOptions {
         group_id: &config.group_id,
@@ -845,7 +910,7 @@ async fn join_and_sync(
         group_instance_id: config.group_instance_id.as_deref(),
         session_timeout_ms: millis(config.session_timeout),
         rebalance_timeout_ms: millis(config.rebalance_timeout),
-        protocol_type: CONSUMER_PROTOCOL,
+        protocol_type,
         protocols: &protocols,
     };
     let joined = match client.join_group(&opts).await {
@@ -862,7 +927,10 @@ async fn join_and_sync(
     };
     *lock(member_id) = joined.member_id.clone();
     let assignments = if joined.is_leader() && !joined.skip_assignment {
-        leader_assignments(client, &joined).await?
+        match &config.protocol {
+            Some(p) => (p.assign)(&joined),
+            None => leader_assignments(client, &joined).await?,
+        }
     } else {
         Vec::new()
     };
@@ -875,16 +943,21 @@ async fn join_and_sync(
         .sync_group(&SyncGroupOptions {
             group_id: &config.group_id,
             member,
-            protocol_type: Some(CONSUMER_PROTOCOL),
+            protocol_type: Some(protocol_type),
             protocol_name: joined.protocol_name.as_deref(),
             assignments: &assignments,
         })
         .await?;
+    let partitions = match &config.protocol {
+        Some(_) => BTreeMap::new(),
+        None => decode_assignment(bytes.clone())?,
+    };
     Ok(GroupAssignment {
         generation_id: joined.generation_id,
         member_id: joined.member_id.clone(),
         leader_id: joined.leader_id.clone(),
-        partitions: decode_assignment(bytes)?,
+        partitions,
+        user_data: bytes,
     })
 }
 
@@ -932,6 +1005,7 @@ async fn keep_alive(
     client: Client,
     config: GroupMemberConfig,
     member_id: Arc<Mutex<String>>,
+    confirmed: Arc<Mutex<Option<Instant>>>,
     state: watch::Sender<Option<GroupAssignment>>,
 ) {
     let group = config.group_id.as_str();
@@ -945,9 +1019,11 @@ async fn keep_alive(
                 member_id: &a.member_id,
                 group_instance_id: config.group_instance_id.as_deref(),
             };
+            let sent = Instant::now();
             match client.heartbeat(group, &member).await {
                 Ok(()) => {
                     last_ok = Instant::now();
+                    *lock(&confirmed) = Some(sent);
                     continue;
                 }
                 Err(e) => match broker_code(&e) {
@@ -972,10 +1048,13 @@ async fn keep_alive(
                 },
             }
             current = None;
+            *lock(&confirmed) = None;
             state.send_replace(None);
         }
+        let sent = Instant::now();
         match join_and_sync(&client, &config, &member_id).await {
             Ok(a) => {
+                *lock(&confirmed) = Some(sent);
                 info!(
                     group,
                     generation = a.generation_id,

@@ -61,9 +61,9 @@ pub use connection::{
 };
 pub use errors::{broker_code, broker_error, check, error_code_from_i16, is_io, is_retriable_code};
 pub use group::{
-    CommittedOffset, GroupAssignment, GroupMember, GroupMemberConfig, JoinGroupOptions,
-    JoinGroupResult, JoinedMember, MemberRef, RANGE_ASSIGNOR, SyncGroupOptions, decode_assignment,
-    decode_subscription, encode_assignment, encode_subscription, range_assign,
+    CommittedOffset, GroupAssignment, GroupAssignor, GroupMember, GroupMemberConfig, GroupProtocol,
+    JoinGroupOptions, JoinGroupResult, JoinedMember, MemberRef, RANGE_ASSIGNOR, SyncGroupOptions,
+    decode_assignment, decode_subscription, encode_assignment, encode_subscription, range_assign,
 };
 pub use metadata::{BrokerInfo, ClusterMetadata, PartitionMetadata, TopicMetadata};
 pub use sasl::{SaslCredentials, SaslMechanism};

@@ -273,7 +273,43 @@ pub fn secured_router(
     auth: Option<RegistryAuth>,
     audit: Option<Arc<dyn AuditSink>>,
 ) -> Router {
+    secured_router_with_forwarding(store, auth, audit, None)
+}
+
+/// A hook that may take a request away from this node before its handler runs (a registry
+/// node that is not the writer hands writes to the leader: [`crate::kafka::forward`]).
+#[async_trait::async_trait]
+pub trait WriteForwarder: Send + Sync {
+    /// `Ok(response)`: the answer; `Err(request)`: handle it here.
+    async fn forward(
+        &self,
+        request: axum::extract::Request,
+    ) -> Result<Response, axum::extract::Request>;
+}
+
+async fn forward_layer(
+    State(f): State<Arc<dyn WriteForwarder>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match f.forward(request).await {
+        Ok(r) => r,
+        Err(request) => next.run(request).await,
+    }
+}
+
+/// [`secured_router`] with a [`WriteForwarder`] that runs after authentication and
+/// authorization (so refused requests are answered here) and before the handlers.
+pub fn secured_router_with_forwarding(
+    store: Arc<dyn SchemaStore>,
+    auth: Option<RegistryAuth>,
+    audit: Option<Arc<dyn AuditSink>>,
+    forward: Option<Arc<dyn WriteForwarder>>,
+) -> Router {
     let mut app = router(store);
+    if let Some(f) = forward {
+        app = app.route_layer(axum::middleware::from_fn_with_state(f, forward_layer));
+    }
     if let Some(a) = auth {
         app = app.route_layer(axum::middleware::from_fn_with_state(
             Arc::new(a),

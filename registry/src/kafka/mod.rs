@@ -12,10 +12,19 @@
 //! never frees an id for reuse. A lookup that misses (unknown id, subject, version, config or
 //! mode) reads the log to its high watermark before answering "not found".
 //!
-//! Single node for now: with several registry nodes the writer will be the leader of a Kafka
-//! group (`gatehouse_protocol::client::GroupMember`), and followers forward writes to it.
+//! With several registry nodes the writer is the leader elected through a Kafka group
+//! ([`election`]); the others forward writes to it ([`forward`]). With an [`Election`]
+//! attached ([`KafkaStore::set_election`]) a write is produced only if
+//! [`Election::permit`] allows it right before the produce, and its records carry the
+//! generation in a [`GENERATION_HEADER`] header (Confluent readers ignore headers). Records of
+//! another writer found between our cursor and our batch are logged as a split-brain warning
+//! (see `docs/adr/0006-registry-single-writer.md`).
 
+pub mod election;
+pub mod forward;
 pub mod record;
+
+use std::sync::{Arc, OnceLock};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,9 +34,11 @@ use gatehouse_protocol::client::{Client, CreateTopicOutcome, EARLIEST_OFFSET};
 use gatehouse_protocol::kafka_protocol::messages::DescribeConfigsRequest;
 use gatehouse_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use gatehouse_protocol::kafka_protocol::protocol::StrBytes;
-use gatehouse_protocol::records::{BatchBuilder, RawBatches};
+use gatehouse_protocol::records::{BatchBuilder, RawBatches, RecordHeader};
 use tokio::sync::Mutex;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
+
+pub use election::{Election, ElectionConfig, ElectionState, Leadership, NotLeader};
 
 use crate::api::{
     CompatibilityResult, ConfigRecord, Listing, MemoryStore, Mode, RegistryError, SchemaById,
@@ -35,6 +46,9 @@ use crate::api::{
     WriteOp, WriteOut,
 };
 use crate::compat::CompatibilityLevel;
+
+/// Record header carrying the writer's group generation (decimal).
+pub const GENERATION_HEADER: &str = "gatehouse.registry.generation";
 
 /// The default topic name (Confluent's `kafkastore.topic`).
 pub const SCHEMAS_TOPIC: &str = "_schemas";
@@ -81,6 +95,8 @@ pub struct KafkaStore {
     state: MemoryStore,
     /// The next offset to apply; held by writes and catch-ups (serialises them).
     cursor: Mutex<i64>,
+    /// The writer election, when several nodes may run.
+    election: OnceLock<Arc<Election>>,
 }
 
 impl std::fmt::Debug for KafkaStore {
@@ -137,6 +153,7 @@ impl KafkaStore {
             topic: topic.to_string(),
             state: MemoryStore::new(),
             cursor: Mutex::new(start.max(0)),
+            election: OnceLock::new(),
         };
         {
             let mut cursor = store.cursor.lock().await;
@@ -155,6 +172,23 @@ impl KafkaStore {
             );
         }
         Ok(store)
+    }
+
+    /// Writes from now on need [`Election::permit`] (set once; later calls are ignored).
+    pub fn set_election(&self, election: Arc<Election>) {
+        if self.election.set(election).is_err() {
+            warn!("the schema store already has an election; ignored");
+        }
+    }
+
+    /// The election, if one is attached.
+    pub fn election(&self) -> Option<&Arc<Election>> {
+        self.election.get()
+    }
+
+    /// The broker client (shared with the election).
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// The topic this store reads and writes.
@@ -222,6 +256,13 @@ impl KafkaStore {
 
     /// Validates, makes durable, then applies one write.
     async fn write(&self, op: WriteOp) -> StoreResult<crate::api::WriteOut> {
+        // Wait (without holding the log) while a fresh generation's lease is being confirmed;
+        // the check that counts is the one right before the produce below.
+        if let Some(e) = self.election.get() {
+            e.wait_permit(e.config().session_timeout)
+                .await
+                .map_err(|e| RegistryError::Store(e.to_string()))?;
+        }
         let mut cursor = self.cursor.lock().await;
         self.catch_up_locked(&mut cursor).await?;
         let plan = self.state.plan(op)?;
@@ -231,11 +272,22 @@ impl KafkaStore {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let generation = match self.election.get() {
+            Some(e) => Some(
+                e.permit()
+                    .map_err(|e| RegistryError::Store(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let headers: Vec<RecordHeader> = generation
+            .map(|g| RecordHeader::new(GENERATION_HEADER, Some(g.to_string().into())))
+            .into_iter()
+            .collect();
         let mut builder = BatchBuilder::new();
         for change in &plan.changes {
             let (k, v) = record::encode(change).map_err(store_err)?;
             builder
-                .push(Some(&k), v.as_deref(), &[], now)
+                .push(Some(&k), v.as_deref(), &headers, now)
                 .map_err(store_err)?;
         }
         let batch = builder.build().map_err(store_err)?;
@@ -250,6 +302,14 @@ impl KafkaStore {
             *cursor = base.saturating_add(count);
         } else {
             // Someone else wrote in between: apply in log order by reading it back.
+            if let Some(g) = generation {
+                error!(
+                    base,
+                    cursor = *cursor,
+                    generation = g,
+                    "records of another writer precede ours in the schema topic: two registry nodes wrote at once (a paused ex-leader?); ids may collide, see docs/adr/0006-registry-single-writer.md"
+                );
+            }
             debug!(
                 base,
                 cursor = *cursor,
@@ -315,6 +375,11 @@ async fn check_topic(client: &Client, topic: &str) -> Result<(), OpenError> {
 impl SchemaStore for KafkaStore {
     async fn execute_write(&self, op: WriteOp) -> StoreResult<WriteOut> {
         self.write(op).await
+    }
+
+    /// The applied state's generation: every replayed or written record moves it.
+    fn generation(&self) -> Option<u64> {
+        Some(self.state.current_generation())
     }
 
     async fn lookup(
