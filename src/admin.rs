@@ -44,6 +44,7 @@ use serde_json::{Value, json};
 
 // The Kafka-facing REST API (issue 7): topics, groups, users, ACLs, cluster, schemas, OpenAPI.
 mod acls;
+mod audit;
 mod cluster;
 mod groups;
 mod openapi;
@@ -124,6 +125,7 @@ struct AdminState {
     gateway: GatewaySlot,
     audit_self_check: Arc<OnceLock<Arc<SelfCheckMetrics>>>,
     audit_mirror: Arc<OnceLock<Arc<MirrorMetrics>>>,
+    audit_dir: Arc<OnceLock<std::path::PathBuf>>,
     rest: Arc<OnceLock<RestApi>>,
 }
 
@@ -135,6 +137,7 @@ pub struct Admin {
     gateway: GatewaySlot,
     audit_self_check: Arc<OnceLock<Arc<SelfCheckMetrics>>>,
     audit_mirror: Arc<OnceLock<Arc<MirrorMetrics>>>,
+    audit_dir: Arc<OnceLock<std::path::PathBuf>>,
     rest: Arc<OnceLock<RestApi>>,
 }
 
@@ -163,6 +166,11 @@ impl Admin {
         let _ = self.audit_self_check.set(metrics);
     }
 
+    /// Serves the node's audit trail on `/v1/audit/…`.
+    pub fn attach_audit_dir(&self, dir: std::path::PathBuf) {
+        let _ = self.audit_dir.set(dir);
+    }
+
     /// Exposes the audit mirror's counters on `/metrics`.
     pub fn attach_audit_mirror(&self, metrics: Arc<MirrorMetrics>) {
         let _ = self.audit_mirror.set(metrics);
@@ -182,6 +190,7 @@ pub async fn start(addr: SocketAddr, health: Health) -> Result<Admin> {
         gateway: Arc::new(Mutex::new(None)),
         audit_self_check: Arc::new(OnceLock::new()),
         audit_mirror: Arc::new(OnceLock::new()),
+        audit_dir: Arc::new(OnceLock::new()),
         rest: Arc::new(OnceLock::new()),
     };
     let app = Router::new()
@@ -194,6 +203,8 @@ pub async fn start(addr: SocketAddr, health: Health) -> Result<Admin> {
         .route("/v1/keys/{name}/destroy", post(destroy_key))
         .route("/v1/roles", get(list_roles).post(bind_role))
         .route("/v1/roles/unbind", post(unbind_role))
+        .route("/v1/audit/status", get(audit::status))
+        .route("/v1/audit/events", get(audit::events))
         .merge(rest::routes())
         .fallback(not_found)
         .with_state(state.clone());
@@ -214,6 +225,7 @@ pub async fn start(addr: SocketAddr, health: Health) -> Result<Admin> {
         gateway: state.gateway,
         audit_self_check: state.audit_self_check,
         audit_mirror: state.audit_mirror,
+        audit_dir: state.audit_dir,
         rest: state.rest,
     })
 }
@@ -1164,6 +1176,7 @@ mod tests {
             gateway: Arc::new(Mutex::new(None)),
             audit_self_check: Arc::new(OnceLock::new()),
             audit_mirror: Arc::new(OnceLock::new()),
+            audit_dir: Arc::new(OnceLock::new()),
             rest: Arc::new(OnceLock::new()),
         };
         assert!(!render_metrics(&s).contains("gatehouse_audit_"));
@@ -1189,6 +1202,7 @@ mod tests {
             gateway: Arc::new(Mutex::new(None)),
             audit_self_check: Arc::new(OnceLock::new()),
             audit_mirror: Arc::new(OnceLock::new()),
+            audit_dir: Arc::new(OnceLock::new()),
             rest: Arc::new(OnceLock::new()),
         };
         let text = render_metrics(&s);

@@ -351,6 +351,9 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
     let admin = admin::start(c.admin_listen, admin::Health::new(parts))
         .await
         .context("the admin listener could not start")?;
+    if audit.is_some() {
+        admin.attach_audit_dir(c.data_dir.join("audit"));
+    }
     // The audit trail's self-check (PCI DSS 10.3.4, 10.7.2): incremental re-verification
     // and liveness every `[audit] self_check_interval_ms`, off the append path.
     let self_check = match &audit {
