@@ -208,7 +208,7 @@ pub const POPULATIONS: &[Population] = &[
     Population {
         id: "audit-access",
         title: "Access to the audit trail",
-        definition: "type io.gatehouse.audit_access: reads, exports and verifications recorded by the node",
+        definition: "type io.gatehouse.audit_access: reads of the trail through the node's admin API (GET /v1/audit/events), with who asked and the filter",
         pci: &["10.2.1.3"],
         soc2: &["CC7.2"],
         select: sel_audit_access,
