@@ -389,11 +389,11 @@ fn blob_record(id: i32, size: usize) -> Vec<u8> {
 }
 
 /// The data guard's cost: the same 1 KiB Avro records through the gateway (plaintext SASL)
-/// to topics with no policy, schema-id validation, full validation, and full validation with
-/// encryption.
+/// to topics with no policy, schema-id validation, full validation, full validation with
+/// encryption, and every data access audited (`gatehouse.audit.data.access=all`).
 fn data_guard(b: &Broker, cfg: &dyn Fn() -> ClientConfig, mib: usize) -> Vec<Row> {
     let mut rows = Vec::new();
-    let modes: [(&'static str, &[(&str, &str)]); 4] = [
+    let modes: [(&'static str, &[(&str, &str)]); 5] = [
         ("guard-none", &[]),
         (
             "guard-schema-id",
@@ -410,6 +410,7 @@ fn data_guard(b: &Broker, cfg: &dyn Fn() -> ClientConfig, mib: usize) -> Vec<Row
                 ("gatehouse.encryption", "true"),
             ],
         ),
+        ("audit-all-access", &[("gatehouse.audit.data.access", "all")]),
     ];
     for (label, configs) in modes {
         let topic = common::unique(&format!("bench-{label}"));
