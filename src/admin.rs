@@ -318,6 +318,44 @@ fn render_metrics(s: &AdminState) -> String {
         for (reason, v) in &m.refused {
             let _ = writeln!(out, "{name}{{reason=\"{}\"}} {v}", label(reason));
         }
+        let name = "gatehouse_gateway_authentication_failures_total";
+        family(
+            &mut out,
+            name,
+            "counter",
+            "Failed SASL authentications, by mechanism.",
+        );
+        for (mechanism, v) in &m.authentication_failures {
+            let _ = writeln!(out, "{name}{{mechanism=\"{}\"}} {v}", label(mechanism));
+        }
+        let name = "gatehouse_gateway_requests_total";
+        family(
+            &mut out,
+            name,
+            "counter",
+            "Authenticated client requests, by Kafka API.",
+        );
+        for (key, v) in &m.requests {
+            let api = gatehouse_protocol::messages::ApiKey::try_from(*key)
+                .map(|k| format!("{k:?}"))
+                .unwrap_or_else(|_| key.to_string());
+            let _ = writeln!(out, "{name}{{api=\"{}\"}} {v}", label(&api));
+        }
+        for (name, help, v) in [
+            (
+                "gatehouse_gateway_produce_bytes_total",
+                "Bytes of Produce requests received from clients.",
+                m.produce_bytes,
+            ),
+            (
+                "gatehouse_gateway_fetch_bytes_total",
+                "Bytes of Fetch responses sent to clients.",
+                m.fetch_bytes,
+            ),
+        ] {
+            family(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {v}");
+        }
         let name = "gatehouse_gateway_rejected_records_total";
         family(
             &mut out,

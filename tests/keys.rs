@@ -396,6 +396,27 @@ fn rotate_while_flowing_restart_then_shred() {
         "{text}"
     );
     assert!(text.contains("gatehouse_keys{state=\"active\"}"), "{text}");
+    // Requests by API and the bytes that moved (records were produced and fetched above).
+    let labelled = |prefix: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} missing:\n{text}"))
+    };
+    assert!(
+        labelled("gatehouse_gateway_requests_total{api=\"Produce\"}") >= 1,
+        "{text}"
+    );
+    assert!(
+        labelled("gatehouse_gateway_requests_total{api=\"Fetch\"}") >= 1,
+        "{text}"
+    );
+    assert!(value("gatehouse_gateway_produce_bytes_total") > 0, "{text}");
+    assert!(value("gatehouse_gateway_fetch_bytes_total") > 0, "{text}");
+    assert!(
+        text.contains("# TYPE gatehouse_gateway_authentication_failures_total counter"),
+        "{text}"
+    );
 
     // (b) Restart: every record still decrypts.
     b.terminate();

@@ -325,6 +325,10 @@ impl State {
         }
         let principal = auth.principal.clone();
         let mechanism = auth.mechanism.clone();
+        self.gw.metrics.request(h.api_key);
+        if h.api_key == ApiKey::Produce as i16 {
+            self.gw.metrics.produce_bytes(frame.len());
+        }
         let access = self.access.get_or_insert_with(|| {
             Access::new(principal.clone(), peer.ip(), self.gw.authorizer.clone())
         });
@@ -556,11 +560,16 @@ impl State {
                 };
                 let version = h.api_version;
                 let produce = h.api_key == ApiKey::Produce as i16 && version >= 10;
+                let fetch = h.api_key == ApiKey::Fetch as i16;
+                let metrics_gw = self.gw.clone();
                 vec![Step::Respond(Box::pin(async move {
                     audited.await?;
                     let frame = response
                         .await
                         .map_err(|e| format!("upstream failed: {e}"))?;
+                    if fetch {
+                        metrics_gw.metrics.fetch_bytes(frame.len());
+                    }
                     if post.is_none() && then.is_none() && produce {
                         return rewriter
                             .produce_endpoints(frame, version)
@@ -885,6 +894,7 @@ impl State {
             Err(e) => {
                 self.sasl = None;
                 self.gw.metrics.refused("authentication_failed");
+                self.gw.metrics.authentication_failed(mechanism.name());
                 let message = e.client_message();
                 let event = self.auth_event(
                     "User:unknown",

@@ -1,5 +1,6 @@
-//! Gateway counters: connections, authentications, denials and every kind of refusal, so an
-//! operator can see what was turned away and why (exported on `/metrics` by the binary).
+//! Gateway counters: connections, authentications (and failures by mechanism), requests by
+//! API, produce and fetch bytes, denials and every kind of refusal, so an operator can see
+//! what flows and what was turned away and why (exported on `/metrics` by the binary).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -14,6 +15,23 @@ pub(crate) struct Metrics {
     denied: AtomicU64,
     refused: Mutex<BTreeMap<&'static str, u64>>,
     rejected: Mutex<BTreeMap<String, u64>>,
+    auth_failed: Mutex<BTreeMap<String, u64>>,
+    /// Requests by API key (keys beyond the table are counted in the last slot).
+    requests: ApiCounters,
+    produce_bytes: AtomicU64,
+    fetch_bytes: AtomicU64,
+}
+
+/// API keys counted one by one (Kafka's keys are below 100).
+const API_SLOTS: usize = 100;
+
+/// One counter per API key.
+struct ApiCounters([AtomicU64; API_SLOTS]);
+
+impl Default for ApiCounters {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
 }
 
 /// A copy of the counters.
@@ -31,6 +49,14 @@ pub struct MetricsSnapshot {
     pub refused: BTreeMap<String, u64>,
     /// Records rejected by a topic's policy (poison pills), per topic.
     pub rejected_records: BTreeMap<String, u64>,
+    /// Failed authentications by SASL mechanism.
+    pub authentication_failures: BTreeMap<String, u64>,
+    /// Requests by API key (only keys seen).
+    pub requests: BTreeMap<i16, u64>,
+    /// Bytes of Produce requests from clients.
+    pub produce_bytes: u64,
+    /// Bytes of Fetch responses to clients.
+    pub fetch_bytes: u64,
 }
 
 impl Metrics {
@@ -49,6 +75,26 @@ impl Metrics {
 
     pub fn denied(&self, n: usize) {
         self.denied.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn authentication_failed(&self, mechanism: &str) {
+        let mut map = self.auth_failed.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry(mechanism.to_string()).or_default() += 1;
+    }
+
+    pub fn request(&self, api_key: i16) {
+        let slot = usize::try_from(api_key)
+            .unwrap_or(API_SLOTS - 1)
+            .min(API_SLOTS - 1);
+        self.requests.0[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn produce_bytes(&self, n: usize) {
+        self.produce_bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn fetch_bytes(&self, n: usize) {
+        self.fetch_bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub fn refused(&self, reason: &'static str) {
@@ -80,6 +126,23 @@ impl Metrics {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            authentication_failures: self
+                .auth_failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            requests: self
+                .requests
+                .0
+                .iter()
+                .enumerate()
+                .filter_map(|(k, v)| {
+                    let v = v.load(Ordering::Relaxed);
+                    (v > 0).then(|| (i16::try_from(k).unwrap_or(i16::MAX), v))
+                })
+                .collect(),
+            produce_bytes: self.produce_bytes.load(Ordering::Relaxed),
+            fetch_bytes: self.fetch_bytes.load(Ordering::Relaxed),
         }
     }
 }
