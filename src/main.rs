@@ -298,6 +298,7 @@ fn registry_cluster(
     Ok(gatehouse_registry::ClusterConfig {
         election,
         forward_ca,
+        store: gatehouse_registry::StoreOptions::with_index(c.data_dir.join("registry-index")),
     })
 }
 

@@ -40,4 +40,5 @@ pub mod server;
 pub mod validate;
 
 pub use error::SchemaError;
+pub use kafka::StoreOptions;
 pub use server::{ClusterConfig, RegistryServerConfig, RunningRegistry, ServerError, start};

@@ -40,7 +40,7 @@ use serde_json::json;
 use crate::api::{AuditSink, RegistryAuth, SchemaStore, WriteForwarder};
 use crate::kafka::election::{Election, ElectionConfig, ElectionState};
 use crate::kafka::forward::{ForwardTls, LeaderForwarder};
-use crate::kafka::{KafkaStore, OpenError, SCHEMAS_TOPIC};
+use crate::kafka::{KafkaStore, OpenError, SCHEMAS_TOPIC, StoreOptions};
 
 /// Time a client gets to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,6 +88,9 @@ pub struct ClusterConfig {
     /// CA certificates (PEM files) trusted when forwarding to the leader over HTTPS; missing
     /// files are skipped.
     pub forward_ca: Vec<PathBuf>,
+    /// The store's local index directory and lag bound (`serve` passes
+    /// `<data-dir>/registry-index`).
+    pub store: StoreOptions,
 }
 
 /// Why the registry did not start or stopped badly.
@@ -162,6 +165,7 @@ impl RunningRegistry {
         if let Some(e) = &self.election {
             e.leave().await;
         }
+        self.store.flush_index();
         match served {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(ServerError::Listen {
@@ -176,7 +180,22 @@ impl RunningRegistry {
 /// Starts the registry: broker connection, `_schemas` created/checked and replayed, then the
 /// HTTP listener. Returns once the listener is bound (requests are served from then on).
 pub async fn start(config: RegistryServerConfig) -> Result<RunningRegistry, ServerError> {
-    start_inner(config, None, Arc::new(TcpConnector), None).await
+    start_inner(
+        config,
+        None,
+        Arc::new(TcpConnector),
+        None,
+        StoreOptions::default(),
+    )
+    .await
+}
+
+/// Like [`start`], with the store's local index and lag bound from `store`.
+pub async fn start_with_store(
+    config: RegistryServerConfig,
+    store: StoreOptions,
+) -> Result<RunningRegistry, ServerError> {
+    start_inner(config, None, Arc::new(TcpConnector), None, store).await
 }
 
 /// Like [`start`], with every state-changing request recorded through `audit` before it is
@@ -185,7 +204,14 @@ pub async fn start_with_audit(
     config: RegistryServerConfig,
     audit: Arc<dyn AuditSink>,
 ) -> Result<RunningRegistry, ServerError> {
-    start_inner(config, Some(audit), Arc::new(TcpConnector), None).await
+    start_inner(
+        config,
+        Some(audit),
+        Arc::new(TcpConnector),
+        None,
+        StoreOptions::default(),
+    )
+    .await
 }
 
 /// Like [`start`] (with `audit`: like [`start_with_audit`]), with the broker connections opened
@@ -195,7 +221,7 @@ pub async fn start_with_connector(
     audit: Option<Arc<dyn AuditSink>>,
     connector: Arc<dyn Connector>,
 ) -> Result<RunningRegistry, ServerError> {
-    start_inner(config, audit, connector, None).await
+    start_inner(config, audit, connector, None, StoreOptions::default()).await
 }
 
 /// Like [`start_with_connector`], as one of several registry nodes: joins the writer
@@ -206,7 +232,8 @@ pub async fn start_with_cluster(
     connector: Arc<dyn Connector>,
     cluster: ClusterConfig,
 ) -> Result<RunningRegistry, ServerError> {
-    start_inner(config, audit, connector, Some(cluster)).await
+    let store = cluster.store.clone();
+    start_inner(config, audit, connector, Some(cluster), store).await
 }
 
 /// `GET /v1/metadata/leader`.
@@ -240,6 +267,7 @@ async fn start_inner(
     audit: Option<Arc<dyn AuditSink>>,
     connector: Arc<dyn Connector>,
     cluster: Option<ClusterConfig>,
+    store_options: StoreOptions,
 ) -> Result<RunningRegistry, ServerError> {
     if config.tls.is_none() && !config.listen.ip().is_loopback() {
         return Err(ServerError::NotLoopback(config.listen));
@@ -264,7 +292,7 @@ async fn start_inner(
             bootstrap: config.bootstrap.clone(),
             why: e.to_string(),
         })?;
-    let store = Arc::new(KafkaStore::open(client, SCHEMAS_TOPIC).await?);
+    let store = Arc::new(KafkaStore::open_with(client, SCHEMAS_TOPIC, store_options).await?);
     let listener =
         TcpListener::bind(config.listen)
             .await

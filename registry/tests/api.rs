@@ -772,3 +772,46 @@ async fn normalize_lookup_and_register() {
     .await;
     assert_eq!(id_only(v), json!({"id": 1}));
 }
+
+#[tokio::test]
+async fn avro_format_resolved() {
+    let a = app();
+    let address = json!({"type": "record", "name": "Address", "namespace": "com.acme", "fields": [{"name": "street", "type": "string"}]}).to_string();
+    assert_eq!(reg(&a, "address", &address).await.1, json!({"id": 1}));
+    let person = json!({"type": "record", "name": "Person", "namespace": "com.acme", "fields": [{"name": "home", "type": "Address"}, {"name": "work", "type": "Address"}]}).to_string();
+    let body = json!({"schema": person, "references": [{"name": "com.acme.Address", "subject": "address", "version": 1}]});
+    let (s, v) = call(&a, "POST", "/subjects/person/versions", Some(body)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let inlined = r#"{"type":"record","name":"Person","namespace":"com.acme","fields":[{"name":"home","type":{"type":"record","name":"Address","fields":[{"name":"street","type":"string"}]}},{"name":"work","type":"Address"}]}"#;
+    let stored = r#"{"type":"record","name":"Person","namespace":"com.acme","fields":[{"name":"home","type":"Address"},{"name":"work","type":"Address"}]}"#;
+    let (_, v) = call(&a, "GET", "/schemas/ids/2?format=resolved", None).await;
+    assert_eq!(v["schema"], inlined, "{v}");
+    assert_eq!(v["references"][0]["subject"], "address");
+    let (_, v) = call(&a, "GET", "/schemas/ids/2", None).await;
+    assert_eq!(v["schema"], stored, "{v}");
+    let (_, v) = call(
+        &a,
+        "GET",
+        "/subjects/person/versions/1?format=RESOLVED",
+        None,
+    )
+    .await;
+    assert_eq!(v["schema"], inlined, "{v}");
+    let (_, v) = call(
+        &a,
+        "GET",
+        "/subjects/person/versions/latest/schema?format=resolved",
+        None,
+    )
+    .await;
+    assert_eq!(v, serde_json::from_str::<Value>(inlined).unwrap());
+    let (_, v) = call(&a, "GET", "/schemas/ids/2/schema?format=resolved", None).await;
+    assert_eq!(v, serde_json::from_str::<Value>(inlined).unwrap());
+    // A schema without references is returned as stored.
+    let (_, v) = call(&a, "GET", "/schemas/ids/1?format=resolved", None).await;
+    assert_eq!(v["schema"], address_canonical(), "{v}");
+}
+
+fn address_canonical() -> &'static str {
+    r#"{"type":"record","name":"Address","namespace":"com.acme","fields":[{"name":"street","type":"string"}]}"#
+}

@@ -334,3 +334,270 @@ fn json_recursive_schema_terminates() {
         vec![("TYPE_CHANGED".to_string(), "#/properties/v".to_string())]
     );
 }
+
+const D2020: &str = r#""$schema":"https://json-schema.org/draft/2020-12/schema""#;
+
+fn j(body: &str) -> String {
+    format!("{{{D2020},{body}}}")
+}
+
+#[test]
+fn json_unevaluated_difference_types() {
+    let t = SchemaType::Json;
+    let obj = |extra: &str| {
+        j(&format!(
+            r#""type":"object","properties":{{"a":{{"type":"string"}}}}{extra}"#
+        ))
+    };
+    let arr = |extra: &str| {
+        j(&format!(
+            r#""type":"array","prefixItems":[{{"type":"string"}}]{extra}"#
+        ))
+    };
+    let cases: Vec<(&str, String, String, Vec<(&str, &str)>)> = vec![
+        (
+            "UNEVALUATED_PROPERTIES_REMOVED",
+            obj(""),
+            obj(r#","unevaluatedProperties":false"#),
+            vec![("UNEVALUATED_PROPERTIES_REMOVED", "#/unevaluatedProperties")],
+        ),
+        (
+            "UNEVALUATED_PROPERTIES_REMOVED from a schema",
+            obj(r#","unevaluatedProperties":{"type":"integer"}"#),
+            obj(r#","unevaluatedProperties":false"#),
+            vec![("UNEVALUATED_PROPERTIES_REMOVED", "#/unevaluatedProperties")],
+        ),
+        (
+            "UNEVALUATED_PROPERTIES_NARROWED",
+            obj(""),
+            obj(r#","unevaluatedProperties":{"type":"integer"}"#),
+            vec![("UNEVALUATED_PROPERTIES_NARROWED", "#/unevaluatedProperties")],
+        ),
+        (
+            "UNEVALUATED_PROPERTIES_ADDED (compatible)",
+            obj(r#","unevaluatedProperties":false"#),
+            obj(""),
+            vec![],
+        ),
+        (
+            "UNEVALUATED_PROPERTIES_EXTENDED (compatible)",
+            obj(r#","unevaluatedProperties":{"type":"integer"}"#),
+            obj(r#","unevaluatedProperties":true"#),
+            vec![],
+        ),
+        (
+            "unevaluatedProperties schemas compared",
+            obj(r#","unevaluatedProperties":{"type":"integer"}"#),
+            obj(r#","unevaluatedProperties":{"type":"string"}"#),
+            vec![("TYPE_CHANGED", "#/unevaluatedProperties")],
+        ),
+        // unevaluatedProperties:false closes the content model like additionalProperties:false.
+        (
+            "property removed from a closed (unevaluated) model",
+            j(
+                r#""type":"object","properties":{"a":{"type":"string"},"b":{"type":"string"}},"unevaluatedProperties":false"#,
+            ),
+            j(
+                r#""type":"object","properties":{"a":{"type":"string"}},"unevaluatedProperties":false"#,
+            ),
+            vec![(
+                "PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL",
+                "#/properties/b",
+            )],
+        ),
+        (
+            "optional property added to a closed (unevaluated) model",
+            j(
+                r#""type":"object","properties":{"a":{"type":"string"}},"unevaluatedProperties":false"#,
+            ),
+            j(
+                r#""type":"object","properties":{"a":{"type":"string"},"b":{"type":"string"}},"unevaluatedProperties":false"#,
+            ),
+            vec![],
+        ),
+        (
+            "property added to a partially open (unevaluated) model, not covered",
+            j(
+                r#""type":"object","properties":{"a":{"type":"string"}},"unevaluatedProperties":{"type":"string"}"#,
+            ),
+            j(
+                r#""type":"object","properties":{"a":{"type":"string"},"b":{"type":"integer"}},"unevaluatedProperties":{"type":"string"}"#,
+            ),
+            vec![(
+                "PROPERTY_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL",
+                "#/properties/b",
+            )],
+        ),
+        (
+            "additionalProperties decides before unevaluatedProperties",
+            j(
+                r#""type":"object","properties":{"a":{"type":"string"},"b":{"type":"string"}},"additionalProperties":false,"unevaluatedProperties":true"#,
+            ),
+            j(
+                r#""type":"object","properties":{"a":{"type":"string"}},"additionalProperties":false,"unevaluatedProperties":true"#,
+            ),
+            vec![(
+                "PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL",
+                "#/properties/b",
+            )],
+        ),
+        (
+            "UNEVALUATED_ITEMS_REMOVED",
+            arr(""),
+            arr(r#","unevaluatedItems":false"#),
+            vec![("UNEVALUATED_ITEMS_REMOVED", "#/unevaluatedItems")],
+        ),
+        (
+            "UNEVALUATED_ITEMS_NARROWED",
+            arr(""),
+            arr(r#","unevaluatedItems":{"type":"integer"}"#),
+            vec![("UNEVALUATED_ITEMS_NARROWED", "#/unevaluatedItems")],
+        ),
+        (
+            "UNEVALUATED_ITEMS_ADDED (compatible)",
+            arr(r#","unevaluatedItems":false"#),
+            arr(""),
+            vec![],
+        ),
+        (
+            "UNEVALUATED_ITEMS_EXTENDED (compatible)",
+            arr(r#","unevaluatedItems":{"type":"integer"}"#),
+            arr(""),
+            vec![],
+        ),
+        (
+            "UNEVALUATED_ITEMS_REMOVED without a tuple",
+            j(r#""type":"array""#),
+            j(r#""type":"array","unevaluatedItems":false"#),
+            vec![("UNEVALUATED_ITEMS_REMOVED", "#/unevaluatedItems")],
+        ),
+        (
+            "item removed from a closed (unevaluated) model",
+            j(
+                r#""type":"array","prefixItems":[{"type":"string"},{"type":"string"}],"unevaluatedItems":false"#,
+            ),
+            j(r#""type":"array","prefixItems":[{"type":"string"}],"unevaluatedItems":false"#),
+            vec![("ITEM_REMOVED_FROM_CLOSED_CONTENT_MODEL", "#/items/1")],
+        ),
+        (
+            "item added to a closed (unevaluated) model (compatible)",
+            j(r#""type":"array","prefixItems":[{"type":"string"}],"unevaluatedItems":false"#),
+            j(
+                r#""type":"array","prefixItems":[{"type":"string"},{"type":"string"}],"unevaluatedItems":false"#,
+            ),
+            vec![],
+        ),
+        (
+            "item added to an open model",
+            arr(""),
+            j(r#""type":"array","prefixItems":[{"type":"string"},{"type":"string"}]"#),
+            vec![("ITEM_ADDED_TO_OPEN_CONTENT_MODEL", "#/items/1")],
+        ),
+    ];
+    for (what, o, u, want) in cases {
+        let got = check(t, &o, &u);
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(t, p)| (t.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(got, want, "{what}");
+    }
+}
+
+mod reserved {
+    use super::*;
+    use gatehouse_registry::compat::{Version, check_versions};
+    use gatehouse_registry::contract::Metadata;
+
+    fn md(reserved: Option<&str>) -> Option<Metadata> {
+        reserved.map(|r| Metadata {
+            properties: Some([("confluent:reserved".to_string(), r.to_string())].into()),
+            ..Metadata::default()
+        })
+    }
+
+    fn run(
+        level: CompatibilityLevel,
+        (old, old_res): (&str, Option<&str>),
+        (new, new_res): (&str, Option<&str>),
+    ) -> Vec<(String, String)> {
+        let (o, n) = (parse(SchemaType::Json, old), parse(SchemaType::Json, new));
+        let (om, nm) = (md(old_res), md(new_res));
+        let prev = [Version {
+            schema: &o,
+            metadata: om.as_ref(),
+        }];
+        let new = Version {
+            schema: &n,
+            metadata: nm.as_ref(),
+        };
+        check_versions(new, &prev, level)
+            .into_iter()
+            .map(|i| (i.error_type, i.path))
+            .collect()
+    }
+
+    const S: &str =
+        r#"{"type":"object","properties":{"a":{"type":"string"}},"additionalProperties":false}"#;
+    const S_WITH_B: &str = r#"{"type":"object","properties":{"a":{"type":"string"},"b":{"type":"string"}},"additionalProperties":false}"#;
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn reserved_property_rules() {
+        use CompatibilityLevel::*;
+        // Keeping and adding reservations is fine.
+        assert_eq!(run(Backward, (S, Some("b")), (S, Some("b, c"))), pairs(&[]));
+        assert_eq!(run(Backward, (S, Option::None), (S, Some("b"))), pairs(&[]));
+        // Dropping one is not, at any level but NONE.
+        for level in [Backward, Forward, Full, BackwardTransitive] {
+            assert_eq!(
+                run(level, (S, Some("b,c")), (S, Some("c"))),
+                pairs(&[("RESERVED_PROPERTY_REMOVED", "#/properties/b")]),
+                "{level}"
+            );
+        }
+        assert_eq!(
+            run(CompatibilityLevel::None, (S, Some("b")), (S, Option::None)),
+            pairs(&[])
+        );
+        // A reserved name used as a property of the new schema.
+        assert_eq!(
+            run(Backward, (S, Some("b")), (S_WITH_B, Some("b"))),
+            pairs(&[(
+                "RESERVED_PROPERTY_CONFLICTS_WITH_PROPERTY",
+                "#/properties/b"
+            )])
+        );
+        // Blank entries are ignored; a reservation for an existing property conflicts.
+        assert_eq!(
+            run(Backward, (S, Option::None), (S, Some(" ,a,"))),
+            pairs(&[(
+                "RESERVED_PROPERTY_CONFLICTS_WITH_PROPERTY",
+                "#/properties/a"
+            )])
+        );
+        // Other formats ignore the property.
+        let (a1, a2) = (
+            parse(SchemaType::Avro, r#""string""#),
+            parse(SchemaType::Avro, r#""string""#),
+        );
+        let m = md(Some("x"));
+        let found = check_versions(
+            Version {
+                schema: &a2,
+                metadata: Option::None,
+            },
+            &[Version {
+                schema: &a1,
+                metadata: m.as_ref(),
+            }],
+            Backward,
+        );
+        assert!(found.is_empty());
+    }
+}

@@ -402,3 +402,49 @@ async fn paging_on_listings() {
     assert_eq!(v.as_array().unwrap().len(), 1);
     assert_eq!(v[0]["subject"], "b");
 }
+
+#[tokio::test]
+async fn reserved_json_properties_from_metadata() {
+    let a = app();
+    let s1 = r#"{"type":"object","properties":{"a":{"type":"string"}}}"#;
+    let s2 = r#"{"type":"object","properties":{"a":{"type":"string"},"b":{"type":"string"}}}"#;
+    let reserved = |names: &str| json!({"properties": {"confluent:reserved": names}});
+    let body = json!({"schemaType": "JSON", "schema": s1, "metadata": reserved("b")});
+    let (s, r) = call(&a, "POST", "/subjects/r-value/versions", Some(body)).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    // Using the reserved name as a property: inherits the reservation, conflicts.
+    let body = json!({"schemaType": "JSON", "schema": s2});
+    let (s, r) = call(&a, "POST", "/subjects/r-value/versions", Some(body.clone())).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("RESERVED_PROPERTY_CONFLICTS_WITH_PROPERTY"),
+        "{r}"
+    );
+    let (s, r) = call(
+        &a,
+        "POST",
+        "/compatibility/subjects/r-value/versions/latest?verbose=true",
+        Some(body),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["is_compatible"], false, "{r}");
+    // Dropping the reservation.
+    let body = json!({"schemaType": "JSON", "schema": s1, "metadata": reserved("c")});
+    let (s, r) = call(&a, "POST", "/subjects/r-value/versions", Some(body)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("RESERVED_PROPERTY_REMOVED"),
+        "{r}"
+    );
+    // Extending it is fine.
+    let body = json!({"schemaType": "JSON", "schema": s1, "metadata": reserved("b,c")});
+    let (s, r) = call(&a, "POST", "/subjects/r-value/versions", Some(body)).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+}

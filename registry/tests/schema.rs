@@ -148,3 +148,50 @@ fn limits_and_bad_input() {
     assert!(SchemaType::parse("xml").is_err());
     assert_eq!(SchemaType::parse("protobuf").unwrap(), SchemaType::Protobuf);
 }
+
+#[test]
+fn avro_resolved_format_inlines_references_at_first_use() {
+    let mut texts: HashMap<String, ResolvedReference> = HashMap::new();
+    texts.insert(
+        "money".into(),
+        ResolvedReference {
+            schema: r#"{"type":"record","name":"Money","namespace":"com.acme","fields":[{"name":"units","type":"long"},{"name":"cur","type":"com.acme.Currency"}]}"#.into(),
+            references: vec![r("com.acme.Currency", "currency")],
+        },
+    );
+    texts.insert(
+        "currency".into(),
+        ResolvedReference {
+            schema: r#"{"type":"enum","name":"Currency","namespace":"com.acme","symbols":["EUR","USD"]}"#.into(),
+            references: vec![],
+        },
+    );
+    let resolver = |x: &Reference| texts.get(&x.subject).cloned();
+    let text = r#"{"type":"record","name":"Order","namespace":"shop","fields":[{"name":"total","type":"com.acme.Money"},{"name":"tax","type":"com.acme.Money"},{"name":"cur","type":"com.acme.Currency"}]}"#;
+    let s = ParsedSchema::parse(
+        SchemaType::Avro,
+        text,
+        &[r("com.acme.Money", "money")],
+        &resolver,
+    )
+    .unwrap();
+    // Stored: references by name.
+    assert_eq!(
+        s.formatted(None, s.canonical_string()),
+        s.canonical_string()
+    );
+    assert!(!s.canonical_string().contains("\"symbols\""));
+    let resolved = s.formatted(Some("resolved"), s.canonical_string());
+    assert_eq!(
+        resolved,
+        r#"{"type":"record","name":"Order","namespace":"shop","fields":[{"name":"total","type":{"type":"record","name":"Money","namespace":"com.acme","fields":[{"name":"units","type":"long"},{"name":"cur","type":{"type":"enum","name":"Currency","symbols":["EUR","USD"]}}]}},{"name":"tax","type":"com.acme.Money"},{"name":"cur","type":"com.acme.Currency"}]}"#
+    );
+    // Stands alone: parses without any reference, to the same canonical form.
+    let alone = parse(SchemaType::Avro, &resolved).unwrap();
+    assert_eq!(alone.canonical_string(), resolved);
+    // Other formats and other values leave the text alone.
+    assert_eq!(
+        s.formatted(Some("serialized"), s.canonical_string()),
+        s.canonical_string()
+    );
+}

@@ -388,3 +388,32 @@ def test_guid_header_wire_format_through_the_validating_gateway(serve, sr):
     finally:
         c.close()
     assert got == record
+
+
+def test_avro_resolved_format_inlines_references(serve, sr):
+    """`format=resolved` returns an Avro schema with its referenced types inlined, which a
+    parser without reference support (fastavro) reads on its own."""
+    import fastavro
+    from confluent_kafka.schema_registry import SchemaReference
+
+    addr_subj = unique("py-address") + "-value"
+    person_subj = unique("py-person") + "-value"
+    address = """{"type": "record", "name": "Address", "namespace": "py.ref",
+      "fields": [{"name": "street", "type": "string"}]}"""
+    person = """{"type": "record", "name": "Person", "namespace": "py.ref",
+      "fields": [{"name": "home", "type": "Address"}, {"name": "work", "type": "Address"}]}"""
+    sr.register_schema(addr_subj, Schema(address, "AVRO"))
+    pid = sr.register_schema(
+        person_subj,
+        Schema(person, "AVRO", [SchemaReference("py.ref.Address", addr_subj, 1)]),
+    )
+    fresh = SchemaRegistryClient(serve.sr_conf)
+    stored = fresh.get_schema(pid)
+    assert '"type":"Address"' in stored.schema_str.replace(" ", "")
+    # Another client: the client caches schemas by id whatever the format.
+    resolved = SchemaRegistryClient(serve.sr_conf).get_schema(pid, fmt="resolved")
+    assert resolved.references and resolved.references[0].subject == addr_subj
+    parsed = json.loads(resolved.schema_str)
+    assert parsed["fields"][0]["type"]["name"] == "Address"
+    assert parsed["fields"][1]["type"] == "Address"
+    fastavro.parse_schema(parsed)  # no named_schemas needed

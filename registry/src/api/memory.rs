@@ -356,15 +356,20 @@ impl State {
     fn compat_messages(
         &self,
         subject: &str,
-        new: &ParsedSchema,
+        new: compat::Version<'_>,
         against: &[VersionEntry],
         level: CompatibilityLevel,
     ) -> Vec<String> {
-        let parsed: Vec<ParsedSchema> = against
+        let previous: Vec<compat::Version<'_>> = against
             .iter()
-            .filter_map(|v| self.schemas.get(&v.id).map(|e| (*e.parsed).clone()))
+            .filter_map(|v| {
+                self.schemas.get(&v.id).map(|e| compat::Version {
+                    schema: &e.parsed,
+                    metadata: e.metadata.as_ref(),
+                })
+            })
             .collect();
-        let found = compat::check(new, &parsed, level);
+        let found = compat::check_versions(new, &previous, level);
         let Some(first) = found.first() else {
             return Vec::new();
         };
@@ -801,7 +806,11 @@ impl State {
                 .get(subject)
                 .map(|s| s.live().copied().collect())
                 .unwrap_or_default();
-            let msgs = self.compat_messages(subject, &parsed, &live, level);
+            let new = compat::Version {
+                schema: &parsed,
+                metadata: metadata.as_ref(),
+            };
+            let msgs = self.compat_messages(subject, new, &live, level);
             if !msgs.is_empty() {
                 return Err(RegistryError::Incompatible {
                     subject: subject.to_string(),
@@ -1320,7 +1329,13 @@ impl SchemaStore for MemoryStore {
                 level,
             ),
         };
-        let messages = st.compat_messages(subject, &parsed, &against, level);
+        // The metadata a registration of this request would store (reserved names).
+        let (metadata, _) = st.contract_for(subject, &req, st.latest_live(subject).map(|p| p.1));
+        let new = compat::Version {
+            schema: &parsed,
+            metadata: metadata.as_ref(),
+        };
+        let messages = st.compat_messages(subject, new, &against, level);
         Ok(CompatibilityResult {
             is_compatible: messages.is_empty(),
             messages,

@@ -225,7 +225,8 @@ async fn fetch_references(
 }
 
 /// The stored schema text in the requested `format` (`serialized`: base64 descriptor for
-/// Protobuf; anything else: the stored text).
+/// Protobuf; `resolved`: Avro with the referenced named types inlined; anything else: the
+/// stored text).
 async fn formatted(
     s: &Shared,
     schema_type: SchemaType,
@@ -233,8 +234,14 @@ async fn formatted(
     refs: &[Reference],
     format: Option<&str>,
 ) -> Result<String, ApiError> {
-    let wants = format.is_some_and(|f| f.eq_ignore_ascii_case("serialized"));
-    if schema_type != SchemaType::Protobuf || !wants {
+    let is = |name: &str| format.is_some_and(|f| f.eq_ignore_ascii_case(name));
+    let wants = match schema_type {
+        SchemaType::Protobuf => is("serialized"),
+        // Without references the stored text already is the resolved form.
+        SchemaType::Avro => is("resolved") && !refs.is_empty(),
+        SchemaType::Json => false,
+    };
+    if !wants {
         return Ok(text.to_string());
     }
     let resolved = fetch_references(s, refs).await?;

@@ -372,6 +372,10 @@ pub enum RegistryError {
     /// 50001
     #[error("Error in the backend data store - {0}")]
     Store(String),
+    /// 50002: the store could not confirm its state in time (e.g. a lookup that missed could
+    /// not read `_schemas` to its high watermark within the lag bound).
+    #[error("Operation timed out: {0}")]
+    Timeout(String),
 }
 
 impl RegistryError {
@@ -397,6 +401,7 @@ impl RegistryError {
             RegistryError::InvalidSubject(_) => 42208,
             RegistryError::InvalidRuleSet(_) => 42210,
             RegistryError::Store(_) => 50001,
+            RegistryError::Timeout(_) => 50002,
         }
     }
 

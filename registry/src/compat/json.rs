@@ -6,7 +6,10 @@
 //! arrays (`additionalItems` / `items` after `prefixItems`). `allOf` is a product type,
 //! `anyOf`/`oneOf` sum types (subschemas matched by maximum bipartite matching), `not` is
 //! contravariant. Local and referenced `$ref`s are followed with cycle detection, and the whole
-//! comparison is bounded by a step budget.
+//! comparison is bounded by a step budget. 2019-09/2020-12 `unevaluatedProperties` and
+//! `unevaluatedItems` count like `additionalProperties`/`additionalItems` for the content
+//! model (when those are absent or open) and have their own difference types; reserved names
+//! (metadata `confluent:reserved`) are checked by [`check_reserved`].
 //!
 //! Deliberate choices: numeric bounds are compared semantically (`exclusiveMinimum: 10` →
 //! `minimum: 10` is a widening, reported as `EXCLUSIVE_MINIMUM_REMOVED`); `format`,
@@ -133,6 +136,57 @@ pub(crate) fn check(original: &JsonSchema, update: &JsonSchema, dir: Direction) 
     out
 }
 
+/// Reserved property names (metadata property [`RESERVED_PROPERTY`], comma-separated; blanks
+/// ignored).
+pub fn reserved_names(metadata: Option<&crate::contract::Metadata>) -> BTreeSet<String> {
+    metadata
+        .and_then(|m| m.properties.as_ref())
+        .and_then(|p| p.get(RESERVED_PROPERTY))
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The metadata property that lists reserved (top-level) property names.
+pub const RESERVED_PROPERTY: &str = "confluent:reserved";
+
+/// Reserved-name checks between an older and a newer version: a name the older version
+/// reserved must stay reserved (`RESERVED_PROPERTY_REMOVED`), and the newer schema must not
+/// declare a top-level property it reserves (`RESERVED_PROPERTY_CONFLICTS_WITH_PROPERTY`).
+/// Both are incompatible under STRICT. Paths are `#/properties/<name>`.
+pub(crate) fn check_reserved(
+    older_reserved: &BTreeSet<String>,
+    newer_reserved: &BTreeSet<String>,
+    newer: &JsonSchema,
+) -> Vec<Found> {
+    let dir = Direction::Backward;
+    let mut out = Vec::new();
+    for name in older_reserved.difference(newer_reserved) {
+        out.push(found(
+            "RESERVED_PROPERTY_REMOVED",
+            join("#", &format!("properties/{name}")),
+            dir,
+        ));
+    }
+    if let Some(props) = newer.root.get("properties").and_then(Value::as_object) {
+        for name in newer_reserved {
+            if props.contains_key(name) {
+                out.push(found(
+                    "RESERVED_PROPERTY_CONFLICTS_WITH_PROPERTY",
+                    join("#", &format!("properties/{name}")),
+                    dir,
+                ));
+            }
+        }
+    }
+    out
+}
+
 fn found(ty: &'static str, path: String, dir: Direction) -> Found {
     let (u, o) = (dir.update_label(), dir.original_label());
     let p = if path == "#" { "#/".to_string() } else { path };
@@ -164,6 +218,30 @@ fn found(ty: &'static str, path: String, dir: Direction) -> Found {
         ),
         "ADDITIONAL_PROPERTIES_NARROWED" => format!(
             "The {u} schema narrows the additional properties at path '{p}' allowed by the {o} schema"
+        ),
+        "UNEVALUATED_PROPERTIES_REMOVED" => format!(
+            "The {u} schema no longer allows unevaluated properties at path '{p}' that the {o} schema allowed"
+        ),
+        "UNEVALUATED_PROPERTIES_NARROWED" => format!(
+            "The {u} schema narrows the unevaluated properties at path '{p}' allowed by the {o} schema"
+        ),
+        "ADDITIONAL_ITEMS_REMOVED" => format!(
+            "The {u} schema no longer allows additional items at path '{p}' that the {o} schema allowed"
+        ),
+        "ADDITIONAL_ITEMS_NARROWED" => format!(
+            "The {u} schema narrows the additional items at path '{p}' allowed by the {o} schema"
+        ),
+        "UNEVALUATED_ITEMS_REMOVED" => format!(
+            "The {u} schema no longer allows unevaluated items at path '{p}' that the {o} schema allowed"
+        ),
+        "UNEVALUATED_ITEMS_NARROWED" => format!(
+            "The {u} schema narrows the unevaluated items at path '{p}' allowed by the {o} schema"
+        ),
+        "RESERVED_PROPERTY_REMOVED" => format!(
+            "The property at path '{p}' is reserved in the {o} schema's metadata but not in the {u} schema's"
+        ),
+        "RESERVED_PROPERTY_CONFLICTS_WITH_PROPERTY" => format!(
+            "The property at path '{p}' of the {u} schema is a reserved name in its metadata"
         ),
         "MAX_LENGTH_DECREASED"
         | "MAX_LENGTH_ADDED"
@@ -394,6 +472,53 @@ fn extra(v: Option<&Value>) -> Extra<'_> {
         }
     }
 }
+
+/// The model for undeclared members: the first keyword unless it is open, else the second.
+fn effective<'x>(first: &Extra<'x>, second: &Extra<'x>) -> Extra<'x> {
+    match (first, second) {
+        (Extra::Open, Extra::Closed) | (Extra::Closed, _) => Extra::Closed,
+        (Extra::Open, Extra::Schema(s)) | (Extra::Schema(s), _) => Extra::Schema(s),
+        (Extra::Open, Extra::Open) => Extra::Open,
+    }
+}
+
+/// The difference types of one "beyond the declared members" keyword.
+struct ExtraKind {
+    keyword: &'static str,
+    removed: &'static str,
+    narrowed: &'static str,
+    added: &'static str,
+    extended: &'static str,
+}
+
+const EXTRA_PROPERTIES: &ExtraKind = &ExtraKind {
+    keyword: "additionalProperties",
+    removed: "ADDITIONAL_PROPERTIES_REMOVED",
+    narrowed: "ADDITIONAL_PROPERTIES_NARROWED",
+    added: "ADDITIONAL_PROPERTIES_ADDED",
+    extended: "ADDITIONAL_PROPERTIES_EXTENDED",
+};
+const UNEVALUATED_PROPERTIES: &ExtraKind = &ExtraKind {
+    keyword: "unevaluatedProperties",
+    removed: "UNEVALUATED_PROPERTIES_REMOVED",
+    narrowed: "UNEVALUATED_PROPERTIES_NARROWED",
+    added: "UNEVALUATED_PROPERTIES_ADDED",
+    extended: "UNEVALUATED_PROPERTIES_EXTENDED",
+};
+const EXTRA_ITEMS: &ExtraKind = &ExtraKind {
+    keyword: "additionalItems",
+    removed: "ADDITIONAL_ITEMS_REMOVED",
+    narrowed: "ADDITIONAL_ITEMS_NARROWED",
+    added: "ADDITIONAL_ITEMS_ADDED",
+    extended: "ADDITIONAL_ITEMS_EXTENDED",
+};
+const UNEVALUATED_ITEMS: &ExtraKind = &ExtraKind {
+    keyword: "unevaluatedItems",
+    removed: "UNEVALUATED_ITEMS_REMOVED",
+    narrowed: "UNEVALUATED_ITEMS_NARROWED",
+    added: "UNEVALUATED_ITEMS_ADDED",
+    extended: "UNEVALUATED_ITEMS_EXTENDED",
+};
 
 fn num(o: &Map<String, Value>, k: &str) -> Option<f64> {
     o.get(k).and_then(Value::as_f64)
@@ -994,10 +1119,17 @@ impl<'d> Diff<'d> {
             .and_then(Value::as_object)
             .unwrap_or(&empty);
         let (oreq, ureq) = (str_set(o.get("required")), str_set(u.get("required")));
-        let (ox, ux) = (
+        let (o_ap, u_ap) = (
             extra(o.get("additionalProperties")),
             extra(u.get("additionalProperties")),
         );
+        let (o_uep, u_uep) = (
+            extra(o.get("unevaluatedProperties")),
+            extra(u.get("unevaluatedProperties")),
+        );
+        // What applies to an undeclared property: `additionalProperties`, else (2019-09+)
+        // `unevaluatedProperties`.
+        let (ox, ux) = (effective(&o_ap, &o_uep), effective(&u_ap, &u_uep));
         let o_open = matches!(ox, Extra::Open) && opat.is_empty();
         let u_open = matches!(ux, Extra::Open) && upat.is_empty();
         // The schema a partially open model applies to an undeclared property.
@@ -1103,23 +1235,8 @@ impl<'d> Diff<'d> {
                 join(path, &format!("required/{k}")),
             ));
         }
-        // additionalProperties
-        let ap = join(path, "additionalProperties");
-        match (&ox, &ux) {
-            (Extra::Open, Extra::Closed) | (Extra::Schema(_), Extra::Closed) => {
-                out.push(("ADDITIONAL_PROPERTIES_REMOVED", ap))
-            }
-            (Extra::Open, Extra::Schema(_)) => out.push(("ADDITIONAL_PROPERTIES_NARROWED", ap)),
-            (Extra::Closed, Extra::Open | Extra::Schema(_)) => {
-                out.push(("ADDITIONAL_PROPERTIES_ADDED", ap))
-            }
-            (Extra::Schema(_), Extra::Open) => out.push(("ADDITIONAL_PROPERTIES_EXTENDED", ap)),
-            (Extra::Schema(a), Extra::Schema(b)) => {
-                let (a, b) = (*a, *b);
-                self.compare(a, b, &ap, out)
-            }
-            _ => {}
-        }
+        self.extras(&o_ap, &u_ap, path, EXTRA_PROPERTIES, out);
+        self.extras(&o_uep, &u_uep, path, UNEVALUATED_PROPERTIES, out);
         // patternProperties
         let pats: BTreeSet<&String> = opat.keys().chain(upat.keys()).collect();
         for k in pats {
@@ -1210,6 +1327,23 @@ impl<'d> Diff<'d> {
         }
     }
 
+    /// Compares what two content models allow beyond their declared properties or items
+    /// (`additionalProperties`, `unevaluatedProperties`, `additionalItems`, `unevaluatedItems`).
+    fn extras(&mut self, o: &Extra<'_>, u: &Extra<'_>, path: &str, k: &ExtraKind, out: &mut Out) {
+        let p = join(path, k.keyword);
+        match (o, u) {
+            (Extra::Open | Extra::Schema(_), Extra::Closed) => out.push((k.removed, p)),
+            (Extra::Open, Extra::Schema(_)) => out.push((k.narrowed, p)),
+            (Extra::Closed, Extra::Open | Extra::Schema(_)) => out.push((k.added, p)),
+            (Extra::Schema(_), Extra::Open) => out.push((k.extended, p)),
+            (Extra::Schema(a), Extra::Schema(b)) => {
+                let (a, b) = (*a, *b);
+                self.compare(a, b, &p, out)
+            }
+            _ => {}
+        }
+    }
+
     fn arrays(
         &mut self,
         o: &Map<String, Value>,
@@ -1228,6 +1362,11 @@ impl<'d> Diff<'d> {
             None
         }
         let (ot, ut) = (tuple(o), tuple(u));
+        let (o_uei, u_uei) = (
+            extra(o.get("unevaluatedItems")),
+            extra(u.get("unevaluatedItems")),
+        );
+        self.extras(&o_uei, &u_uei, path, UNEVALUATED_ITEMS, out);
         if ot.is_none() && ut.is_none() {
             if o.contains_key("items") || u.contains_key("items") {
                 let a = o.get("items").unwrap_or(&TRUE);
@@ -1241,23 +1380,11 @@ impl<'d> Diff<'d> {
             }
             let (oi, orest) = ot.unwrap_or_else(|| single(o));
             let (ui, urest) = ut.unwrap_or_else(|| single(u));
-            let (ox, ux) = (extra(orest), extra(urest));
-            let ap = join(path, "additionalItems");
-            match (&ox, &ux) {
-                (Extra::Open, Extra::Closed) | (Extra::Schema(_), Extra::Closed) => {
-                    out.push(("ADDITIONAL_ITEMS_REMOVED", ap))
-                }
-                (Extra::Open, Extra::Schema(_)) => out.push(("ADDITIONAL_ITEMS_NARROWED", ap)),
-                (Extra::Closed, Extra::Open | Extra::Schema(_)) => {
-                    out.push(("ADDITIONAL_ITEMS_ADDED", ap))
-                }
-                (Extra::Schema(_), Extra::Open) => out.push(("ADDITIONAL_ITEMS_EXTENDED", ap)),
-                (Extra::Schema(a), Extra::Schema(b)) => {
-                    let (a, b) = (*a, *b);
-                    self.compare(a, b, &ap, out)
-                }
-                _ => {}
-            }
+            let (o_ai, u_ai) = (extra(orest), extra(urest));
+            self.extras(&o_ai, &u_ai, path, EXTRA_ITEMS, out);
+            // What applies after the positional items: `additionalItems`/`items`, else
+            // (2019-09+) `unevaluatedItems`.
+            let (ox, ux) = (effective(&o_ai, &o_uei), effective(&u_ai, &u_uei));
             for i in 0..oi.len().max(ui.len()) {
                 let ip = join(path, &format!("items/{i}"));
                 match (oi.get(i), ui.get(i)) {

@@ -16,6 +16,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::contract::Metadata;
 use crate::schema::{Parsed, ParsedSchema};
 
 /// Confluent's compatibility levels.
@@ -201,10 +202,46 @@ fn one_direction(update: &ParsedSchema, original: &ParsedSchema, dir: Direction)
 }
 
 /// Checks `new` against the previous versions of a subject (`previous`, oldest first) at
-/// `level`; an empty result means compatible.
+/// `level`; an empty result means compatible. Versions without metadata: see
+/// [`check_versions`].
 pub fn check(
     new: &ParsedSchema,
     previous: &[ParsedSchema],
+    level: CompatibilityLevel,
+) -> Vec<Incompatibility> {
+    let previous: Vec<Version<'_>> = previous
+        .iter()
+        .map(|schema| Version {
+            schema,
+            metadata: None,
+        })
+        .collect();
+    check_versions(
+        Version {
+            schema: new,
+            metadata: None,
+        },
+        &previous,
+        level,
+    )
+}
+
+/// A schema version as the compatibility check sees it: the schema and its metadata (JSON
+/// Schema's reserved names come from the metadata property `confluent:reserved`).
+#[derive(Debug, Clone, Copy)]
+pub struct Version<'a> {
+    /// The parsed schema.
+    pub schema: &'a ParsedSchema,
+    /// The version's metadata, if any.
+    pub metadata: Option<&'a Metadata>,
+}
+
+/// [`check`] with each version's metadata: for JSON Schema, at every level but NONE, also the
+/// reserved-name rules between each compared older version and the new one
+/// (`RESERVED_PROPERTY_REMOVED`, `RESERVED_PROPERTY_CONFLICTS_WITH_PROPERTY`).
+pub fn check_versions(
+    new: Version<'_>,
+    previous: &[Version<'_>],
     level: CompatibilityLevel,
 ) -> Vec<Incompatibility> {
     if level == CompatibilityLevel::None || previous.is_empty() {
@@ -221,10 +258,17 @@ pub fn check(
         };
         let mut found = Vec::new();
         if level.backward() {
-            found.extend(one_direction(new, old, Direction::Backward));
+            found.extend(one_direction(new.schema, old.schema, Direction::Backward));
         }
         if level.forward() {
-            found.extend(one_direction(old, new, Direction::Forward));
+            found.extend(one_direction(old.schema, new.schema, Direction::Forward));
+        }
+        if let (Parsed::Json(_), Parsed::Json(n)) = (old.schema.parsed(), new.schema.parsed()) {
+            found.extend(json::check_reserved(
+                &json::reserved_names(old.metadata),
+                &json::reserved_names(new.metadata),
+                n,
+            ));
         }
         if !found.is_empty() {
             return found

@@ -4,13 +4,19 @@
 //! created (1 partition, `cleanup.policy=compact`) or checked (more than one partition or no
 //! compaction is refused), then every record up to the high watermark is replayed into it.
 //!
+//! With [`StoreOptions::index_dir`] the applied records and offset are also kept in a local
+//! sled index ([`index`]): a start replays the index and reads the topic from the applied
+//! offset on only; an index that does not match the topic is rebuilt from it.
+//!
 //! Writes are serialised within the node (one writer): the log is read up to its high
 //! watermark, the write is validated against that state ([`MemoryStore`] plans the
 //! [`crate::api::Change`]s), its records are produced as one batch with `acks=-1`, and only then applied
 //! locally and answered, so an acknowledged write is in the topic. Ids come from the
 //! `ID_HIGH_WATER` record written with every new id, which is never tombstoned: a hard delete
 //! never frees an id for reuse. A lookup that misses (unknown id, subject, version, config or
-//! mode) reads the log to its high watermark before answering "not found".
+//! mode) reads the log to its high watermark before answering "not found"; when that read
+//! fails or does not reach the high watermark within [`StoreOptions::lag_bound`], the answer
+//! is 500/50002 ([`RegistryError::Timeout`]), never a 404 that might be false.
 //!
 //! With several registry nodes the writer is the leader elected through a Kafka group
 //! ([`election`]); the others forward writes to it ([`forward`]). With an [`Election`]
@@ -22,10 +28,12 @@
 
 pub mod election;
 pub mod forward;
+pub mod index;
 pub mod record;
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -39,6 +47,7 @@ use tokio::sync::Mutex;
 use tracing::{debug, error, info, warn};
 
 pub use election::{Election, ElectionConfig, ElectionState, Leadership, NotLeader};
+use index::{Index, IndexState, IndexedRecord, LastRecord, TopicView};
 
 use crate::api::{
     CompatibilityResult, ConfigRecord, Listing, MemoryStore, Mode, RegistryError, SchemaById,
@@ -63,6 +72,86 @@ const FETCH_MAX_BYTES: i32 = 8 * 1024 * 1024;
 /// ListOffsets(latest): Tansu 0.6 answers that with the last batch's base offset + 1, short
 /// of the end of a multi-record batch.)
 const FETCH_MAX_WAIT_MS: i32 = 1;
+
+/// Bytes asked for by the fetches that check the index against the topic.
+const PROBE_MAX_BYTES: i32 = 64 * 1024;
+
+/// Kafka's default `delete.retention.ms` (24 h), used when the broker does not say.
+pub const DEFAULT_DELETE_RETENTION_MS: i64 = 86_400_000;
+
+/// Default [`StoreOptions::lag_bound`].
+pub const DEFAULT_LAG_BOUND: Duration = Duration::from_secs(5);
+
+/// Options of [`KafkaStore::open_with`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Directory of the local index (`<data-dir>/registry-index` under `serve`); `None`: no
+    /// index, every start replays the whole topic.
+    pub index_dir: Option<PathBuf>,
+    /// How long a lookup that misses may spend reading the topic to its high watermark before
+    /// it is answered 500/50002 (default [`DEFAULT_LAG_BOUND`]).
+    pub lag_bound: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            index_dir: None,
+            lag_bound: DEFAULT_LAG_BOUND,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// The defaults with the index at `dir`.
+    pub fn with_index(dir: impl Into<PathBuf>) -> Self {
+        StoreOptions {
+            index_dir: Some(dir.into()),
+            ..StoreOptions::default()
+        }
+    }
+}
+
+/// How the last start loaded the state (for logs and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartKind {
+    /// No index configured: the whole topic was replayed.
+    NoIndex,
+    /// The index was used; `records` came from it, `tail` offsets from the topic.
+    FromIndex {
+        /// Records replayed from the index.
+        records: usize,
+        /// Offsets read from the topic after the index's applied offset.
+        tail: i64,
+    },
+    /// The index was (re)built from the topic, for this reason.
+    Rebuilt(String),
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Runs a read-through catch-up within `bound`. A failure or a timeout is a
+/// [`RegistryError::Timeout`] (50002): the caller must not answer "not found" from a state
+/// that may lag the topic.
+pub(crate) async fn bounded<F>(bound: Duration, topic: &str, catch_up: F) -> StoreResult<()>
+where
+    F: std::future::Future<Output = StoreResult<()>>,
+{
+    match tokio::time::timeout(bound, catch_up).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(RegistryError::Timeout(format!(
+            "could not read {topic} to its high watermark: {e}"
+        ))),
+        Err(_) => Err(RegistryError::Timeout(format!(
+            "could not read {topic} to its high watermark within {} ms",
+            bound.as_millis()
+        ))),
+    }
+}
 
 /// Why [`KafkaStore::open`] refused to start.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +186,12 @@ pub struct KafkaStore {
     cursor: Mutex<i64>,
     /// The writer election, when several nodes may run.
     election: OnceLock<Arc<Election>>,
+    /// The local index, when configured.
+    index: Option<Index>,
+    /// Bound of a read-through catch-up.
+    lag_bound: Duration,
+    /// How this store started.
+    start_kind: StartKind,
 }
 
 impl std::fmt::Debug for KafkaStore {
@@ -128,7 +223,7 @@ macro_rules! read_through {
     ($self:ident, $call:expr) => {{
         match $call {
             Err(e) if is_miss(&e) => {
-                $self.catch_up().await?;
+                $self.catch_up_bounded().await?;
                 $call
             }
             other => other,
@@ -137,41 +232,211 @@ macro_rules! read_through {
 }
 
 impl KafkaStore {
-    /// Creates or checks `topic`, replays it, and returns the store.
+    /// Creates or checks `topic`, replays it, and returns the store (no index, default lag
+    /// bound).
     pub async fn open(client: Client, topic: &str) -> Result<Self, OpenError> {
+        Self::open_with(client, topic, StoreOptions::default()).await
+    }
+
+    /// Creates or checks `topic`, loads the state (from the index when it matches the topic,
+    /// else by replaying the topic, rebuilding the index), reads the topic to its high
+    /// watermark, and returns the store.
+    pub async fn open_with(
+        client: Client,
+        topic: &str,
+        options: StoreOptions,
+    ) -> Result<Self, OpenError> {
         let started = std::time::Instant::now();
-        match client
+        let delete_retention_ms = match client
             .create_topic(topic, 1, &[("cleanup.policy", "compact")])
             .await?
         {
-            CreateTopicOutcome::Created => info!(topic, "created the schema topic"),
+            CreateTopicOutcome::Created => {
+                info!(topic, "created the schema topic");
+                DEFAULT_DELETE_RETENTION_MS
+            }
             CreateTopicOutcome::AlreadyExists => check_topic(&client, topic).await?,
-        }
+        };
         let (start, _) = client.list_offsets(topic, 0, EARLIEST_OFFSET).await?;
-        let store = KafkaStore {
+        let start = start.max(0);
+        let topic_id = match client.metadata(Some(&[topic])).await {
+            Ok(md) => md
+                .topic(topic)
+                .filter(|t| t.has_topic_id())
+                .map(|t| t.topic_id),
+            Err(e) => {
+                debug!(topic, "no topic id: {e}");
+                None
+            }
+        };
+        let index = options
+            .index_dir
+            .as_deref()
+            .and_then(Index::open_or_recreate);
+        let mut store = KafkaStore {
             client,
             topic: topic.to_string(),
             state: MemoryStore::new(),
-            cursor: Mutex::new(start.max(0)),
+            cursor: Mutex::new(start),
             election: OnceLock::new(),
+            index,
+            lag_bound: options.lag_bound,
+            start_kind: StartKind::NoIndex,
         };
-        {
-            let mut cursor = store.cursor.lock().await;
-            store
-                .catch_up_locked(&mut cursor)
-                .await
-                .map_err(|e| OpenError::Replay {
-                    topic: topic.to_string(),
-                    why: e.to_string(),
-                })?;
-            info!(
-                topic,
-                offset = *cursor,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "schema topic replayed"
-            );
+        let replay_err = |e: RegistryError| OpenError::Replay {
+            topic: topic.to_string(),
+            why: e.to_string(),
+        };
+        let mut cursor = start;
+        let mut kind = StartKind::NoIndex;
+        if let Some(idx) = &store.index {
+            let rebuild = match idx.load() {
+                Ok(None) => Some("there is no index yet".to_string()),
+                Err(e) => Some(e.to_string()),
+                Ok(Some(st)) => {
+                    let view = store
+                        .topic_view(&st, start, topic_id, delete_retention_ms)
+                        .await
+                        .map_err(replay_err)?;
+                    match index::check(&st, &view) {
+                        Ok(()) => {
+                            for r in &st.records {
+                                store
+                                    .apply_record(r.offset, &r.key, r.value.as_deref())
+                                    .map_err(replay_err)?;
+                            }
+                            cursor = st.applied;
+                            kind = StartKind::FromIndex {
+                                records: st.records.len(),
+                                tail: 0,
+                            };
+                            None
+                        }
+                        Err(why) => Some(why),
+                    }
+                }
+            };
+            if let Some(why) = rebuild {
+                info!(topic, path = %idx.path().display(), "rebuilding the registry index from the topic: {why}");
+                if let Err(e) = idx.reset(topic, topic_id, start, now_ms()) {
+                    warn!(
+                        topic,
+                        "cannot reset the registry index ({e}); it is not used"
+                    );
+                    idx.disable();
+                }
+                kind = StartKind::Rebuilt(why);
+            }
         }
+        let from = cursor;
+        {
+            let mut c = store.cursor.lock().await;
+            *c = cursor;
+            store.catch_up_locked(&mut c).await.map_err(replay_err)?;
+            cursor = *c;
+        }
+        if let StartKind::FromIndex { tail, .. } = &mut kind {
+            *tail = cursor - from;
+        }
+        info!(
+            topic,
+            offset = cursor,
+            start = ?kind,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "schema topic replayed"
+        );
+        store.start_kind = kind;
         Ok(store)
+    }
+
+    /// How this store loaded its state at start.
+    pub fn start_kind(&self) -> &StartKind {
+        &self.start_kind
+    }
+
+    /// Writes the index to disk (at shutdown).
+    pub fn flush_index(&self) {
+        if let Some(i) = &self.index {
+            i.flush();
+        }
+    }
+
+    /// What the topic holds where the index ends.
+    async fn topic_view(
+        &self,
+        st: &IndexState,
+        log_start: i64,
+        topic_id: Option<[u8; 16]>,
+        delete_retention_ms: i64,
+    ) -> StoreResult<TopicView> {
+        let probe = self
+            .client
+            .fetch(
+                &self.topic,
+                0,
+                log_start,
+                PROBE_MAX_BYTES,
+                FETCH_MAX_WAIT_MS,
+            )
+            .await
+            .map_err(store_err)?;
+        let high_watermark = probe.high_watermark;
+        let last_record = match st.last {
+            None => LastRecord::NotChecked,
+            Some((offset, _)) if offset < log_start || offset >= high_watermark => {
+                LastRecord::Missing
+            }
+            Some((offset, _)) => {
+                let fetched = self
+                    .client
+                    .fetch(&self.topic, 0, offset, PROBE_MAX_BYTES, FETCH_MAX_WAIT_MS)
+                    .await
+                    .map_err(store_err)?;
+                let mut found = LastRecord::Missing;
+                'batches: for batch in RawBatches::new(fetched.records) {
+                    let batch = batch.map_err(store_err)?;
+                    let header = *batch.header();
+                    if header.is_control() || header.last_offset() < offset {
+                        continue;
+                    }
+                    for rec in batch.records().map_err(store_err)? {
+                        let o = rec.offset(&header);
+                        if o == offset {
+                            if let Some(k) = rec.key.as_deref() {
+                                found = LastRecord::Present(index::record_hash(
+                                    k,
+                                    rec.value.as_deref(),
+                                ));
+                            }
+                            break 'batches;
+                        }
+                        if o > offset {
+                            break 'batches;
+                        }
+                    }
+                }
+                found
+            }
+        };
+        Ok(TopicView {
+            topic: self.topic.clone(),
+            topic_id,
+            log_start,
+            high_watermark,
+            last_record,
+            now_ms: now_ms(),
+            delete_retention_ms,
+        })
+    }
+
+    /// Applies one keyed record of the log to the state.
+    fn apply_record(&self, offset: i64, key: &[u8], value: Option<&[u8]>) -> StoreResult<()> {
+        match record::decode(key, value) {
+            Ok(Some(change)) => self.state.apply(&[change], None)?,
+            Ok(None) => {}
+            Err(e) => warn!(topic = %self.topic, offset, "skipped: {e}"),
+        }
+        Ok(())
     }
 
     /// Writes from now on need [`Election::permit`] (set once; later calls are ignored).
@@ -207,6 +472,12 @@ impl KafkaStore {
         self.catch_up_locked(&mut cursor).await
     }
 
+    /// [`KafkaStore::catch_up`] within the lag bound (waiting for the cursor included); a
+    /// failure is 50002.
+    pub async fn catch_up_bounded(&self) -> StoreResult<()> {
+        bounded(self.lag_bound, &self.topic, self.catch_up()).await
+    }
+
     async fn catch_up_locked(&self, cursor: &mut i64) -> StoreResult<()> {
         let mut target: Option<i64> = None;
         loop {
@@ -217,9 +488,13 @@ impl KafkaStore {
                 .map_err(store_err)?;
             let target = *target.get_or_insert(fetched.high_watermark);
             if *cursor >= target {
+                if let Some(idx) = &self.index {
+                    idx.touch(*cursor, now_ms());
+                }
                 return Ok(());
             }
             let before = *cursor;
+            let mut indexed: Vec<IndexedRecord> = Vec::new();
             for batch in RawBatches::new(fetched.records) {
                 let batch = batch.map_err(store_err)?;
                 let header = *batch.header();
@@ -236,14 +511,20 @@ impl KafkaStore {
                         let Some(key) = rec.key.as_deref() else {
                             continue;
                         };
-                        match record::decode(key, rec.value.as_deref()) {
-                            Ok(Some(change)) => self.state.apply(&[change], None)?,
-                            Ok(None) => {}
-                            Err(e) => warn!(topic = %self.topic, offset, "skipped: {e}"),
+                        self.apply_record(offset, key, rec.value.as_deref())?;
+                        if self.index.is_some() {
+                            indexed.push(IndexedRecord {
+                                offset,
+                                key: key.to_vec(),
+                                value: rec.value.as_deref().map(<[u8]>::to_vec),
+                            });
                         }
                     }
                 }
                 *cursor = next;
+            }
+            if let Some(idx) = &self.index {
+                idx.append(&indexed, *cursor, now_ms());
             }
             if *cursor == before {
                 return Err(RegistryError::Store(format!(
@@ -269,9 +550,7 @@ impl KafkaStore {
         if plan.changes.is_empty() {
             return Ok(plan.out);
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let now = now_ms();
         let generation = match self.election.get() {
             Some(e) => Some(
                 e.permit()
@@ -284,11 +563,13 @@ impl KafkaStore {
             .into_iter()
             .collect();
         let mut builder = BatchBuilder::new();
+        let mut encoded = Vec::with_capacity(plan.changes.len());
         for change in &plan.changes {
             let (k, v) = record::encode(change).map_err(store_err)?;
             builder
                 .push(Some(&k), v.as_deref(), &headers, now)
                 .map_err(store_err)?;
+            encoded.push((k, v));
         }
         let batch = builder.build().map_err(store_err)?;
         let base = self
@@ -300,6 +581,18 @@ impl KafkaStore {
         if base == *cursor {
             self.state.apply(&plan.changes, plan.parsed)?;
             *cursor = base.saturating_add(count);
+            if let Some(idx) = &self.index {
+                let records: Vec<IndexedRecord> = encoded
+                    .into_iter()
+                    .zip(base..)
+                    .map(|((k, v), offset)| IndexedRecord {
+                        offset,
+                        key: k.to_vec(),
+                        value: v.map(|v| v.to_vec()),
+                    })
+                    .collect();
+                idx.append(&records, *cursor, now);
+            }
         } else {
             // Someone else wrote in between: apply in log order by reading it back.
             if let Some(g) = generation {
@@ -321,7 +614,8 @@ impl KafkaStore {
     }
 }
 
-async fn check_topic(client: &Client, topic: &str) -> Result<(), OpenError> {
+/// Checks an existing topic; returns its `delete.retention.ms`.
+async fn check_topic(client: &Client, topic: &str) -> Result<i64, OpenError> {
     let unsafe_topic = |why: String| OpenError::UnsafeTopic {
         topic: topic.to_string(),
         why,
@@ -368,7 +662,14 @@ async fn check_topic(client: &Client, topic: &str) -> Result<(), OpenError> {
             "cleanup.policy is '{policy}'; it must be 'compact' (retention would delete schemas)"
         )));
     }
-    Ok(())
+    Ok(result
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == "delete.retention.ms")
+        .and_then(|c| c.value.as_ref())
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|v| *v >= 0)
+        .unwrap_or(DEFAULT_DELETE_RETENTION_MS))
 }
 
 #[async_trait]
@@ -516,7 +817,132 @@ impl crate::validate::GuidLookup for KafkaStore {
         if let Some(id) = self.state.id_for_guid(guid).await? {
             return Ok(Some(id));
         }
-        self.catch_up().await?;
+        self.catch_up_bounded().await?;
         self.state.id_for_guid(guid).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// How the test store's catch-up behaves.
+    #[derive(Clone, Copy)]
+    enum CatchUp {
+        /// The broker cannot be reached.
+        Fails,
+        /// The read never reaches the high watermark.
+        Hangs,
+        /// Caught up.
+        Works,
+    }
+
+    /// A store with the [`KafkaStore`] read-through path over a scripted catch-up.
+    struct Lagging {
+        state: MemoryStore,
+        catch_up: CatchUp,
+        bound: Duration,
+    }
+
+    impl Lagging {
+        async fn catch_up_bounded(&self) -> StoreResult<()> {
+            let behaviour = self.catch_up;
+            bounded(self.bound, SCHEMAS_TOPIC, async move {
+                match behaviour {
+                    CatchUp::Fails => {
+                        Err(RegistryError::Store("broker: connection refused".into()))
+                    }
+                    CatchUp::Hangs => std::future::pending().await,
+                    CatchUp::Works => Ok(()),
+                }
+            })
+            .await
+        }
+
+        async fn schema_by_id(&self, id: i32) -> StoreResult<SchemaById> {
+            read_through!(self, self.state.schema_by_id(id).await)
+        }
+
+        async fn version(&self, subject: &str) -> StoreResult<SubjectVersion> {
+            read_through!(
+                self,
+                self.state
+                    .version(subject, VersionSpec::Latest, false)
+                    .await
+            )
+        }
+    }
+
+    fn lagging(catch_up: CatchUp) -> Lagging {
+        Lagging {
+            state: MemoryStore::new(),
+            catch_up,
+            bound: Duration::from_millis(200),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_miss_that_cannot_catch_up_is_50002_not_404() {
+        for behaviour in [CatchUp::Fails, CatchUp::Hangs] {
+            let store = lagging(behaviour);
+            let started = std::time::Instant::now();
+            let e = store.schema_by_id(42).await.unwrap_err();
+            assert_eq!(e.error_code(), 50002, "{e}");
+            assert_eq!(e.http_status(), 500);
+            let e = store.version("orders-value").await.unwrap_err();
+            assert_eq!(e.error_code(), 50002, "{e}");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "bounded: {:?}",
+                started.elapsed()
+            );
+        }
+        // Caught up: the miss is real.
+        let store = lagging(CatchUp::Works);
+        assert_eq!(
+            store.schema_by_id(42).await.unwrap_err().error_code(),
+            40403
+        );
+        assert_eq!(
+            store
+                .version("orders-value")
+                .await
+                .unwrap_err()
+                .error_code(),
+            40401
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hit_needs_no_catch_up() {
+        let store = lagging(CatchUp::Fails);
+        store
+            .state
+            .register(
+                "s",
+                SchemaRequest {
+                    schema: Some("\"string\"".into()),
+                    ..SchemaRequest::default()
+                },
+                false,
+            )
+            .await
+            .unwrap();
+        assert!(store.schema_by_id(1).await.is_ok());
+        assert!(store.version("s").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn bounded_passes_success_through() {
+        assert!(
+            bounded(Duration::from_secs(1), "t", async { Ok(()) })
+                .await
+                .is_ok()
+        );
+        let e = bounded(Duration::from_millis(10), "t", std::future::pending())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("within 10 ms"), "{e}");
     }
 }

@@ -477,6 +477,16 @@ impl AvroSchema {
         self.print(true)
     }
 
+    /// Confluent's `formattedString("resolved")`: the canonical layout with every named type
+    /// from a reference defined inline at its first use, so a reader without reference
+    /// support can parse it on its own.
+    pub fn resolved_string(&self) -> String {
+        let mut known = HashSet::new();
+        let mut out = String::new();
+        self.write(&mut out, &self.root, "", &mut known, false);
+        out
+    }
+
     fn print(&self, full: bool) -> String {
         let mut known: HashSet<usize> = self
             .names

@@ -307,6 +307,7 @@ impl ParsedSchema {
             (Parsed::Protobuf(p), Some(f)) if f.eq_ignore_ascii_case("serialized") => {
                 p.serialized()
             }
+            (Parsed::Avro(a), Some(f)) if f.eq_ignore_ascii_case("resolved") => a.resolved_string(),
             _ => stored.to_string(),
         }
     }
