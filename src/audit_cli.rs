@@ -3,11 +3,12 @@
 //! Every command works on a directory (default `<data-dir>/audit`) and needs no running
 //! server. A failed check exits non-zero with the first bad place named.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use gatehouse_compliance::audit::cli;
+use gatehouse_compliance::audit::{cli, index};
 use gatehouse_compliance::{ExportFormat, QueryFilter, Timestamp};
 
 #[derive(Subcommand)]
@@ -58,6 +59,9 @@ pub enum AuditCommand {
         dir: Option<PathBuf>,
         #[command(flatten)]
         filter: FilterArgs,
+        /// Scan the whole trail even when the query index (<dir>/../audit-index) exists.
+        #[arg(long)]
+        no_index: bool,
         #[command(flatten)]
         common: AuditCommon,
     },
@@ -222,15 +226,38 @@ pub fn run(cmd: AuditCommand) -> Result<()> {
         AuditCommand::Query {
             dir,
             filter,
+            no_index,
             common,
         } => {
+            let d = dir_or_default(&dir, &common);
+            if !no_index && index::index_exists(&d) {
+                let filter = filter.filter()?;
+                let (events, stats) = index::query_indexed_stored(&d, &filter)?;
+                let mut stdout = std::io::stdout().lock();
+                for e in &events {
+                    stdout.write_all(&e.stored)?;
+                    stdout.write_all(b"\n")?;
+                }
+                stdout.flush()?;
+                if stats.indexed {
+                    eprintln!(
+                        "Queried {} events through the index (indexed to tree size {}, {} candidates read, {} later events scanned)\n  filter: {filter:?}",
+                        events.len(),
+                        stats.indexed_size,
+                        stats.candidates,
+                        stats.tail_scanned
+                    );
+                } else {
+                    eprintln!(
+                        "Queried {} events by a verifying scan (the index did not fit the trail; run `gatehouse serve` or remove {})\n  filter: {filter:?}",
+                        events.len(),
+                        index::index_path(&d).display()
+                    );
+                }
+                return Ok(());
+            }
             let mut stdout = std::io::stdout().lock();
-            let summary = cli::cli_export(
-                &dir_or_default(&dir, &common),
-                ExportFormat::Jsonl,
-                &filter.filter()?,
-                &mut stdout,
-            )?;
+            let summary = cli::cli_export(&d, ExportFormat::Jsonl, &filter.filter()?, &mut stdout)?;
             eprint!("{summary}");
             return Ok(());
         }

@@ -202,8 +202,11 @@ pub(super) async fn events(
             format!("The read could not be recorded in the audit trail, so it is refused: {e}"),
         );
     }
-    let found =
-        tokio::task::spawn_blocking(move || gatehouse_compliance::query(&dir, &filter)).await;
+    let found = tokio::task::spawn_blocking(move || {
+        // Through the query index when it is usable; it falls back to the verifying scan.
+        gatehouse_compliance::audit::index::query_indexed(&dir, &filter)
+    })
+    .await;
     let found = match found {
         Ok(Ok(f)) => f,
         Ok(Err(e)) => {

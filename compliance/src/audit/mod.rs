@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod event;
 pub mod evidence;
+pub mod index;
 pub mod keys;
 pub mod log;
 pub mod merkle;

@@ -15,7 +15,8 @@
 //!
 //! [`run`] is the loop `gatehouse serve` runs: check, record an `audit.self_check` lifecycle
 //! event with the outcome (which doubles as the heartbeat that keeps the trail growing), log
-//! a failure at ERROR, update [`SelfCheckMetrics`], sleep.
+//! a failure at ERROR, update [`SelfCheckMetrics`], sleep. A passing check also brings the
+//! query index ([`super::index`]) up to date, off the append path.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,6 +88,7 @@ pub struct SelfChecker {
     full_every: u64,
     stale_after: Duration,
     metrics: Arc<SelfCheckMetrics>,
+    index: bool,
 }
 
 impl SelfChecker {
@@ -107,7 +109,15 @@ impl SelfChecker {
             full_every: full_every.max(1),
             stale_after,
             metrics,
+            index: true,
         }
+    }
+
+    /// Whether a passing check updates the query index (`<dir>/../audit-index`, see
+    /// [`super::index`]); on by default.
+    pub fn with_index(mut self, on: bool) -> Self {
+        self.index = on;
+        self
     }
 
     /// The metrics this checker updates.
@@ -147,6 +157,13 @@ impl SelfChecker {
                     .verified_events
                     .store(report.tree_size, Ordering::Relaxed);
                 self.metrics.healthy.store(1, Ordering::Relaxed);
+                // Off the append path: index what the verification just covered. The index
+                // is an optimisation; its failure never fails the check.
+                if self.index
+                    && let Err(e) = super::index::update_verified(&self.dir)
+                {
+                    tracing::warn!(error = %e, "audit query index not updated");
+                }
             }
             _ => {
                 self.metrics.failures.fetch_add(1, Ordering::Relaxed);
@@ -315,6 +332,8 @@ mod tests {
             matches!(o, CheckOutcome::Passed { full: true, .. }),
             "{o:?}"
         );
+        // A passing check brings the query index next to the trail up to date.
+        assert!(super::super::index::index_exists(&dir));
         let e = self_check_event("sc", &o).expect("event");
         let r = log.append(e).await.expect("append");
         let o = c.check(r.sequence + 1);

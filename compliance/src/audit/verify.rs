@@ -1158,6 +1158,7 @@ fn parse_event(e: &EventRef<'_>) -> Result<AuditEvent, VerifyError> {
 /// Verifies the directory and returns the matching events in sequence order. Because the
 /// query runs over the verified log, the result is complete for the signed range
 /// (PCI DSS 10.2.1.3: callers should log the query itself as `io.gatehouse.audit_access`).
+/// [`super::index::query_indexed`] returns the same through the query index when one fits.
 pub fn query(dir: &Path, filter: &QueryFilter) -> Result<Vec<AuditEvent>, VerifyError> {
     stable(dir, || {
         let mut out = Vec::new();
