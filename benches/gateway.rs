@@ -410,7 +410,10 @@ fn data_guard(b: &Broker, cfg: &dyn Fn() -> ClientConfig, mib: usize) -> Vec<Row
                 ("gatehouse.encryption", "true"),
             ],
         ),
-        ("audit-all-access", &[("gatehouse.audit.data.access", "all")]),
+        (
+            "audit-all-access",
+            &[("gatehouse.audit.data.access", "all")],
+        ),
     ];
     for (label, configs) in modes {
         let topic = common::unique(&format!("bench-{label}"));
