@@ -526,22 +526,6 @@ pub(super) fn sb(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_owned())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kafka_errors_map_to_http() {
-        assert_eq!(kafka_status(29).0, StatusCode::FORBIDDEN);
-        assert_eq!(kafka_status(31).0, StatusCode::FORBIDDEN);
-        assert_eq!(kafka_status(3).0, StatusCode::NOT_FOUND);
-        assert_eq!(kafka_status(36).0, StatusCode::CONFLICT);
-        assert_eq!(kafka_status(40).0, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(kafka_status(44).0, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(kafka_status(-1).0, StatusCode::BAD_GATEWAY);
-    }
-}
-
 /// The routes of the Kafka-facing endpoints and `/openapi.json` (merged into the admin router).
 pub(super) fn routes() -> axum::Router<AdminState> {
     use axum::routing::{get, patch};
@@ -565,4 +549,20 @@ pub(super) fn routes() -> axum::Router<AdminState> {
             "/v1/acls",
             get(acls::list).post(acls::create).delete(acls::delete),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_errors_map_to_http() {
+        assert_eq!(kafka_status(29).0, StatusCode::FORBIDDEN);
+        assert_eq!(kafka_status(31).0, StatusCode::FORBIDDEN);
+        assert_eq!(kafka_status(3).0, StatusCode::NOT_FOUND);
+        assert_eq!(kafka_status(36).0, StatusCode::CONFLICT);
+        assert_eq!(kafka_status(40).0, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(kafka_status(44).0, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(kafka_status(-1).0, StatusCode::BAD_GATEWAY);
+    }
 }
