@@ -46,6 +46,8 @@ use serde_json::{Value, json};
 mod acls;
 mod audit;
 mod cluster;
+#[path = "console/mod.rs"]
+mod console;
 mod groups;
 mod openapi;
 mod rest;
@@ -206,6 +208,7 @@ pub async fn start(addr: SocketAddr, health: Health) -> Result<Admin> {
         .route("/v1/audit/status", get(audit::status))
         .route("/v1/audit/events", get(audit::events))
         .merge(rest::routes())
+        .merge(console::routes())
         .fallback(not_found)
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind(addr)
