@@ -118,6 +118,20 @@ impl HttpClient {
         })
     }
 
+    /// A client of the admin listener (`--admin-url`, plain HTTP) with HTTP Basic credentials:
+    /// `user`, and the password from the environment variable `password_env` (never a flag).
+    pub fn admin(url: &str, user: &str, password_env: &str) -> Result<Self> {
+        let mut c = HttpClient::new(url, "--admin-url", false, None)?;
+        if user.is_empty() || user.contains(['\r', '\n', ':']) {
+            bail!("--user must be non-empty, without ':' or line breaks");
+        }
+        let password = std::env::var(password_env).map_err(|_| {
+            anyhow!("--user {user}: set the password in the environment variable {password_env}")
+        })?;
+        c.basic(user, &password)?;
+        Ok(c)
+    }
+
     /// Sets the `User-Agent`, `Accept` and request `Content-Type`.
     pub fn with_media(
         mut self,

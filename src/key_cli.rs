@@ -10,7 +10,7 @@
 //! Exit codes: 0 success; 1 the server refused the request (401, 403, 404, 409, 422, ...);
 //! 2 usage or connection errors.
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
@@ -285,25 +285,13 @@ fn print_json(v: &Value) {
     );
 }
 
-/// Percent-encodes one path segment (RFC 3986 unreserved characters stay).
 impl KeyCommon {
     fn client(&self) -> Result<Client> {
-        let mut c = HttpClient::new(&self.admin_url, "--admin-url", false, None)?.with_media(
+        let c = HttpClient::admin(&self.admin_url, &self.user, &self.password_env)?.with_media(
             "gatehouse-key-cli",
             "application/json",
             "application/json",
         );
-        if self.user.is_empty() || self.user.contains(['\r', '\n', ':']) {
-            bail!("--user must be non-empty, without ':' or line breaks");
-        }
-        let password = std::env::var(&self.password_env).map_err(|_| {
-            anyhow!(
-                "--user {}: set the password in the environment variable {}",
-                self.user,
-                self.password_env
-            )
-        })?;
-        c.basic(&self.user, &password)?;
         Ok(Client(c))
     }
 }

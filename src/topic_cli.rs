@@ -11,7 +11,7 @@
 //! [`Failure`]). Exit codes (as `gatehouse key`): 0 success; 1 the server refused the request
 //! (401, 403, 404, 409, 422, ...); 2 usage or connection errors.
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 
@@ -72,22 +72,11 @@ pub struct Client(HttpClient);
 impl AdminArgs {
     /// A client logged in as `--user`.
     pub fn client(&self) -> Result<Client> {
-        let mut c = HttpClient::new(&self.admin_url, "--admin-url", false, None)?.with_media(
+        let c = HttpClient::admin(&self.admin_url, &self.user, &self.password_env)?.with_media(
             "gatehouse-cli",
             "application/json",
             "application/json",
         );
-        if self.user.is_empty() || self.user.contains(['\r', '\n', ':']) {
-            bail!("--user must be non-empty, without ':' or line breaks");
-        }
-        let password = std::env::var(&self.password_env).map_err(|_| {
-            anyhow!(
-                "--user {}: set the password in the environment variable {}",
-                self.user,
-                self.password_env
-            )
-        })?;
-        c.basic(&self.user, &password)?;
         Ok(Client(c))
     }
 }
