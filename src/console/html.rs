@@ -59,7 +59,9 @@ pub(super) struct Header<'a> {
 pub(super) enum Nav {
     Overview,
     Topics,
+    Schemas,
     Access,
+    Keys,
     Audit,
     None,
 }
@@ -81,7 +83,9 @@ pub(super) fn document(title: &str, nav: Nav, who: Option<&Header<'_>>, body: &s
         for (entry, href, label) in [
             (Nav::Overview, "/console", "Overview"),
             (Nav::Topics, "/console/topics", "Topics"),
+            (Nav::Schemas, "/console/schemas", "Schemas"),
             (Nav::Access, "/console/access", "Users &amp; access"),
+            (Nav::Keys, "/console/keys", "Keys"),
             (Nav::Audit, "/console/audit", "Audit trail"),
         ] {
             let class = if entry == nav {

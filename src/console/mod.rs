@@ -16,6 +16,8 @@
 //! `audit_access` event). Every POST carries the session's CSRF token (the login form a
 //! double-submit token); a missing or wrong token is answered 403.
 
+mod data;
+mod governance;
 mod html;
 mod session;
 
@@ -63,6 +65,8 @@ pub(super) fn routes() -> axum::Router<AdminState> {
         .route("/console/access", get(access_page))
         .route("/console/audit", get(audit_page))
         .route("/console/static/console.css", get(css))
+        .merge(data::routes())
+        .merge(governance::routes())
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(Extension(Store::default()))
 }
