@@ -9,6 +9,7 @@
 //!   compaction and idempotent-producer state.
 //! - [`group`]: the classic consumer-group coordinator and durable committed offsets.
 //! - [`topics`]: durable topic metadata; [`topic_config`]: the topic configs we honour.
+//! - [`metrics`]: log sizes by topic and fsync latency, for `/metrics` ([`Broker::metrics`]).
 //! - `server` and `handlers`: the listener, the per-connection request pipeline and one
 //!   handler per Kafka API.
 //!
@@ -22,6 +23,7 @@ mod error;
 pub mod group;
 mod handlers;
 pub mod log;
+pub mod metrics;
 mod server;
 mod state;
 pub mod topic_config;
@@ -122,6 +124,7 @@ impl Broker {
             producer_ids,
             cluster_id,
         });
+        metrics::register(&state);
         let (shutdown, rx) = watch::channel(false);
         let task = tokio::spawn(server::serve(listener, state.clone(), rx));
         tracing::info!(addr = %local_addr, cluster_id = %state.cluster_id, "Broker listening.");
@@ -141,6 +144,11 @@ impl Broker {
     /// The cluster id (stable across restarts).
     pub fn cluster_id(&self) -> &str {
         &self.state.cluster_id
+    }
+
+    /// This broker's log sizes, with the process-wide fsync counters.
+    pub fn metrics(&self) -> metrics::BrokerMetricsSnapshot {
+        metrics::of(&self.state)
     }
 
     /// Stops accepting, flushes every partition and closes.

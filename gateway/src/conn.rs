@@ -89,6 +89,7 @@ pub(crate) async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = info.peer;
+    let kind = info.listener.kind;
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(async move {
@@ -144,7 +145,7 @@ pub(crate) async fn serve<S>(
             Ok(Some(frame)) => frame,
             Ok(None) => {
                 if first && buf.len() >= 3 && buf[0] == 0x16 && buf[1] == 0x03 {
-                    gw.metrics.refused("tls_on_plaintext");
+                    gw.metrics.refused_on(kind, "tls_on_plaintext");
                     info!(%peer, "A TLS handshake arrived on the plaintext listener; closing.");
                     break;
                 }
@@ -165,7 +166,7 @@ pub(crate) async fn serve<S>(
                         }
                     },
                     _ = auth_wait => {
-                        gw.metrics.refused("authentication_timeout");
+                        gw.metrics.refused_on(kind, "authentication_timeout");
                         info!(%peer, "Client did not authenticate in time; closing.");
                         break;
                     }
@@ -183,7 +184,7 @@ pub(crate) async fn serve<S>(
                 }
             }
             Err(e) => {
-                gw.metrics.refused("bad_frame");
+                gw.metrics.refused_on(kind, "bad_frame");
                 info!(%peer, error = %e, "Closing a connection that sent an invalid frame \
                     (a plaintext client on a TLS port, or the reverse, looks like this).");
                 break;
@@ -280,7 +281,9 @@ impl State {
             self.client_id = h.client_id.clone();
         }
         let Some(body_offset) = h.body_offset else {
-            self.gw.metrics.refused("unknown_api");
+            self.gw
+                .metrics
+                .refused_on(self.info.listener.kind, "unknown_api");
             return vec![Step::Close(format!(
                 "unknown API key {} (is this a Kafka client?)",
                 h.api_key
@@ -290,7 +293,9 @@ impl State {
             return vec![self.api_versions(&h, &frame, body_offset)];
         }
         if !self.gw.api_table.supports(h.api_key, h.api_version) {
-            self.gw.metrics.refused("unsupported_version");
+            self.gw
+                .metrics
+                .refused_on(self.info.listener.kind, "unsupported_version");
             return vec![Step::Close(format!(
                 "{} v{} is not supported by the gateway (see ApiVersions)",
                 api_name(h.api_key),
@@ -304,7 +309,9 @@ impl State {
             return self.sasl_authenticate(&h, &frame, body_offset).await;
         }
         let Some(auth) = &self.auth else {
-            self.gw.metrics.refused("unauthenticated");
+            self.gw
+                .metrics
+                .refused_on(self.info.listener.kind, "unauthenticated");
             return vec![Step::Close(format!(
                 "{} before authentication (ILLEGAL_SASL_STATE): authenticate with SASL first",
                 api_name(h.api_key)
@@ -381,6 +388,7 @@ impl State {
                             &gw.governance,
                             gw.envelope.as_ref(),
                             &gw.limits,
+                            gw.metrics.crypt(),
                         )
                         .await,
                     );
@@ -428,11 +436,14 @@ impl State {
         }
         for r in &rejections {
             self.gw.metrics.rejected(&r.topic, r.records);
+            self.gw.metrics.validation_rejected(&r.reasons);
         }
         let route = match route {
             Ok(r) => r,
             Err(e) => {
-                self.gw.metrics.refused("malformed_request");
+                self.gw
+                    .metrics
+                    .refused_on(self.info.listener.kind, "malformed_request");
                 return vec![Step::Close(format!(
                     "malformed {} v{} request: {e}",
                     api_name(h.api_key),
@@ -486,9 +497,11 @@ impl State {
                 authorizer: gw.authorizer.clone(),
             };
             let version = h.api_version;
+            let counters = gw.metrics.crypt().clone();
             then = Some(Box::new(move |framed: Bytes| {
                 Box::pin(async move {
-                    crypt::decrypt_fetch(framed, version, governance, envelope, reader).await
+                    crypt::decrypt_fetch(framed, version, governance, envelope, reader, counters)
+                        .await
                 })
             }));
         }
@@ -523,11 +536,16 @@ impl State {
                 gw.audit_now(audit).await
             }
         };
+        let kind = self.info.listener.kind;
+        let (api_key, api_version) = (h.api_key, h.api_version);
         match route {
-            Route::Local(bytes) => vec![Step::Respond(Box::pin(async move {
-                audited.await?;
-                Ok(Some(bytes))
-            }))],
+            Route::Local(bytes) => {
+                self.gw.metrics.response(kind, api_key, api_version, &bytes);
+                vec![Step::Respond(Box::pin(async move {
+                    audited.await?;
+                    Ok(Some(bytes))
+                }))]
+            }
             Route::Close(reason) => {
                 let _ = audited.await;
                 vec![Step::Close(reason)]
@@ -570,16 +588,17 @@ impl State {
                     if fetch {
                         metrics_gw.metrics.fetch_bytes(frame.len());
                     }
-                    if post.is_none() && then.is_none() && produce {
-                        return rewriter
+                    let out = if post.is_none() && then.is_none() && produce {
+                        rewriter
                             .produce_endpoints(frame, version)
-                            .map(Some)
-                            .map_err(|e| format!("unreadable upstream response: {e}"));
-                    }
-                    topics::finish_response(frame, post, then)
-                        .await
-                        .map(Some)
-                        .map_err(|e| format!("unreadable upstream response: {e}"))
+                            .map_err(|e| format!("unreadable upstream response: {e}"))?
+                    } else {
+                        topics::finish_response(frame, post, then)
+                            .await
+                            .map_err(|e| format!("unreadable upstream response: {e}"))?
+                    };
+                    metrics_gw.metrics.response(kind, api_key, version, &out);
+                    Ok(Some(out))
                 }))]
             }
         }
@@ -767,7 +786,9 @@ impl State {
                     SaslHandshakeResponse::default().with_mechanisms(mechanisms)
                 }
                 Err(e) => {
-                    self.gw.metrics.refused("sasl_mechanism");
+                    self.gw
+                        .metrics
+                        .refused_on(self.info.listener.kind, "sasl_mechanism");
                     debug!(peer = %self.info.peer, mechanism = %req.mechanism, error = %e,
                         "SASL mechanism refused.");
                     SaslHandshakeResponse::default()
@@ -893,7 +914,9 @@ impl State {
             }
             Err(e) => {
                 self.sasl = None;
-                self.gw.metrics.refused("authentication_failed");
+                self.gw
+                    .metrics
+                    .refused_on(self.info.listener.kind, "authentication_failed");
                 self.gw.metrics.authentication_failed(mechanism.name());
                 let message = e.client_message();
                 let event = self.auth_event(

@@ -35,6 +35,14 @@ use gatehouse_protocol::records::{BatchBuilder, RawBatches, Record, RecordHeader
 use crate::authz::ProduceRequestParts;
 use crate::governance::{Governance, TopicPolicy};
 use crate::guard::Rejection;
+use crate::metrics::CryptCounters;
+
+/// Batches and records that went through the cipher (for the counters).
+#[derive(Default)]
+struct Tally {
+    batches: u64,
+    records: u64,
+}
 
 /// The role whose holders get plaintext on `readers=role` topics.
 pub const PLAINTEXT_READER: &str = "plaintext-reader";
@@ -57,6 +65,7 @@ pub(crate) async fn encrypt_produce(
     governance: &Governance,
     envelope: Option<&Envelope>,
     limits: &crate::limits::TopicLimits,
+    counters: &CryptCounters,
 ) -> Vec<Rejection> {
     let mut rejections = Vec::new();
     let mut changed = false;
@@ -72,6 +81,7 @@ pub(crate) async fn encrypt_produce(
                 kept.push(p);
                 continue;
             };
+            let mut tally = Tally::default();
             let result = match envelope {
                 None => Err(
                     "encryption is required for this topic but no key vault is configured"
@@ -85,22 +95,26 @@ pub(crate) async fn encrypt_produce(
                         env,
                         &policy,
                         crate::limits::split_threshold(limit),
+                        &mut tally,
                     )
                     .await
                 }
             };
             match result {
                 Ok(encrypted) => {
+                    counters.encrypted(tally.batches, tally.records);
                     p.records = Some(encrypted);
                     changed = true;
                     kept.push(p);
                 }
                 Err(why) => {
+                    counters.encryption_failed();
                     rejections.push(Rejection {
                         topic: name.clone(),
                         partition: p.index,
                         records: 0,
                         reason: why.clone(),
+                        reasons: Default::default(),
                     });
                     refused.push(
                         PartitionProduceResponse::default()
@@ -154,6 +168,7 @@ async fn encrypt_records(
     env: &Envelope,
     policy: &TopicPolicy,
     split_at: usize,
+    tally: &mut Tally,
 ) -> Result<Bytes, String> {
     if !env.encrypts(topic) {
         match env.store().create_kek(topic).await {
@@ -232,6 +247,9 @@ async fn encrypt_records(
             )
         };
         let dek_id = enc.as_ref().map(|e| e.dek_id);
+        if dek_id.is_some() {
+            tally.batches += 1;
+        }
         let topic_header = Bytes::copy_from_slice(topic.as_bytes());
         let mut ciphertexts = enc
             .map(|e| e.ciphertexts)
@@ -247,6 +265,7 @@ async fn encrypt_records(
             if let Some(dek_id) = dek_id
                 && (s.value || s.key || !s.headers.is_empty())
             {
+                tally.records += 1;
                 let mut flags = 0u8;
                 if s.value {
                     rec.value = Some(next()?);
@@ -324,6 +343,7 @@ pub(crate) async fn decrypt_fetch(
     governance: Governance,
     envelope: Option<Envelope>,
     reader: Reader,
+    counters: std::sync::Arc<CryptCounters>,
 ) -> Result<Bytes, String> {
     let (correlation_id, body) =
         split_response(framed.slice(4..), FetchResponse::header_version(version))
@@ -346,6 +366,11 @@ pub(crate) async fn decrypt_fetch(
                 &name,
             )
         {
+            for p in &t.partitions {
+                if p.error_code == 0 && p.records.as_ref().is_some_and(|r| !r.is_empty()) {
+                    counters.decryption_withheld();
+                }
+            }
             continue;
         }
         for p in &mut t.partitions {
@@ -355,17 +380,20 @@ pub(crate) async fn decrypt_fetch(
             if p.error_code != 0 || records.is_empty() {
                 continue;
             }
+            let mut tally = Tally::default();
             let result = match &envelope {
                 None => Err("no key vault is configured".to_string()),
-                Some(env) => decrypt_records(&name, records, env).await,
+                Some(env) => decrypt_records(&name, records, env, &mut tally).await,
             };
             match result {
                 Ok(Some(plain)) => {
+                    counters.decrypted(tally.batches, tally.records);
                     p.records = Some(plain);
                     changed = true;
                 }
                 Ok(None) => {}
                 Err(why) => {
+                    counters.decryption_failed();
                     tracing::warn!(topic = %name, partition = p.partition_index, %why,
                         "Fetched records could not be decrypted; answering the partition with an error.");
                     p.error_code = KEY_NOT_FOUND;
@@ -386,6 +414,7 @@ async fn decrypt_records(
     topic: &str,
     records: Bytes,
     env: &Envelope,
+    tally: &mut Tally,
 ) -> Result<Option<Bytes>, String> {
     let mut out = BytesMut::with_capacity(records.len());
     let mut any = false;
@@ -409,6 +438,7 @@ async fn decrypt_records(
             continue;
         }
         any = true;
+        tally.batches += 1;
         let mut b = BatchBuilder::like(&header).map_err(|e| e.to_string())?;
         for mut rec in recs {
             let enc = rec
@@ -417,6 +447,7 @@ async fn decrypt_records(
                 .find(|h| h.key.as_ref() == ENC_HEADER.as_bytes())
                 .and_then(|h| h.value.clone());
             if let Some(enc) = enc {
+                tally.records += 1;
                 let h = EncHeader::decode(&enc).map_err(|e| e.to_string())?;
                 let origin = rec
                     .headers

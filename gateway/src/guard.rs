@@ -56,6 +56,26 @@ pub(crate) struct Rejection {
     pub records: usize,
     /// The first reason (never payload bytes).
     pub reason: String,
+    /// Refused records by reason label ([`reason_label`]), for the counters.
+    pub reasons: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// The `reason` label of a record the registry's validation refused.
+pub(crate) fn reason_label(e: &ValidationError) -> &'static str {
+    match e {
+        ValidationError::NoSchemaId(_) => "no_schema_id",
+        ValidationError::GuidUnsupported(..)
+        | ValidationError::UnknownGuid(_)
+        | ValidationError::UnknownSchemaId(_) => "unknown_id",
+        ValidationError::WrongSubject { .. } | ValidationError::NoRecordName { .. } => {
+            "wrong_subject"
+        }
+        ValidationError::SchemaUnusable { .. } => "schema_unusable",
+        ValidationError::PayloadMismatch { .. } => "decode",
+        ValidationError::RuleFailed { .. } | ValidationError::RuleInvalid { .. } => "rule",
+        ValidationError::FieldRefused { .. } => "pan",
+        ValidationError::Store(_) => "registry_unavailable",
+    }
 }
 
 /// Validates the records of `parts` against their topics' policies, moving refused
@@ -118,12 +138,14 @@ pub(crate) async fn check_produce(
                     code,
                     message,
                     record_errors,
+                    reasons,
                 }) => {
                     rejections.push(Rejection {
                         topic: name.clone(),
                         partition: p.index,
                         records: record_errors.len().max(1),
                         reason: message.clone(),
+                        reasons,
                     });
                     refused.push(partition_error(p.index, code, message, record_errors));
                 }
@@ -223,6 +245,20 @@ struct PartitionRefusal {
     code: i16,
     message: String,
     record_errors: Vec<BatchIndexAndErrorMessage>,
+    /// Refused records by reason label.
+    reasons: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl PartitionRefusal {
+    /// A refusal of the whole partition for one reason (counted once).
+    fn whole(code: i16, message: String, reason: &'static str) -> Self {
+        Self {
+            code,
+            message,
+            record_errors: Vec::new(),
+            reasons: [(reason, 1)].into(),
+        }
+    }
 }
 
 /// Why one record was refused.
@@ -233,6 +269,8 @@ struct BadRecord {
     rule_dlq: Option<String>,
     /// Refused by the PAN guard: never copied anywhere.
     pan: bool,
+    /// The reason label for the counters.
+    reason: &'static str,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -247,13 +285,11 @@ async fn check_partition(
 ) -> Result<(), PartitionRefusal> {
     let needs_registry = policy.value.is_some() || policy.key.is_some();
     if needs_registry && validator.is_none() {
-        return Err(PartitionRefusal {
-            code: INVALID_RECORD,
-            message: format!(
-                "topic {topic} requires schema validation but no schema registry is available"
-            ),
-            record_errors: Vec::new(),
-        });
+        return Err(PartitionRefusal::whole(
+            INVALID_RECORD,
+            format!("topic {topic} requires schema validation but no schema registry is available"),
+            "registry_unavailable",
+        ));
     };
     let mut index: i32 = 0;
     let mut errors = Vec::new();
@@ -261,6 +297,8 @@ async fn check_partition(
     let mut bad = 0usize;
     let mut letters: Vec<DeadLetter> = Vec::new();
     let mut any_pan = false;
+    let mut reasons: std::collections::BTreeMap<&'static str, u64> =
+        std::collections::BTreeMap::new();
     let field_guard = crate::pan::FieldGuard {
         allowlist: &policy.pan_allowlist,
         tags: policy.pan_tags.as_ref(),
@@ -278,18 +316,22 @@ async fn check_partition(
     let mut validated: std::collections::HashSet<(KeyOrValue, [u8; 5])> =
         std::collections::HashSet::new();
     for batch in RawBatches::new(records.clone()) {
-        let batch = batch.map_err(|e| PartitionRefusal {
-            code: CORRUPT_MESSAGE,
-            message: format!("record batch does not decode: {e}"),
-            record_errors: Vec::new(),
+        let batch = batch.map_err(|e| {
+            PartitionRefusal::whole(
+                CORRUPT_MESSAGE,
+                format!("record batch does not decode: {e}"),
+                "corrupt_batch",
+            )
         })?;
         if batch.header().is_control() {
             continue;
         }
-        let recs = batch.records().map_err(|e| PartitionRefusal {
-            code: CORRUPT_MESSAGE,
-            message: format!("records do not decode: {e}"),
-            record_errors: Vec::new(),
+        let recs = batch.records().map_err(|e| {
+            PartitionRefusal::whole(
+                CORRUPT_MESSAGE,
+                format!("records do not decode: {e}"),
+                "corrupt_batch",
+            )
         })?;
         for rec in recs {
             let refused = check_record(
@@ -306,6 +348,7 @@ async fn check_partition(
                 let message = format!("record {index} {}", b.message);
                 bad += 1;
                 any_pan |= b.pan;
+                *reasons.entry(b.reason).or_default() += 1;
                 if errors.len() < MAX_RECORD_ERRORS {
                     errors.push(
                         BatchIndexAndErrorMessage::default()
@@ -355,6 +398,7 @@ async fn check_partition(
                     format!("{first} (the batch was not written)")
                 },
                 record_errors: errors,
+                reasons,
             })
         }
     }
@@ -376,6 +420,7 @@ async fn check_record(
         schema_id: None,
         rule_dlq: None,
         pan: true,
+        reason: "pan",
     };
     if policy.pan_guard
         && let Some(m) = pan_check_headers(rec, &policy.pan_allowlist, pan_key)
@@ -452,6 +497,7 @@ async fn check_record(
                     schema_id: e.schema_id(),
                     rule_dlq: e.rule_dlq_topic().map(str::to_string),
                     pan,
+                    reason: reason_label(&e),
                 });
             }
         }
@@ -646,5 +692,52 @@ mod tests {
         let p = policy(&[("confluent.value.schema.validation", "true")]);
         let (r, letters) = check(&p, &v, &[pay(id, 1, 2, -5)]).await;
         assert!(r.is_err() && letters.is_empty());
+    }
+    #[tokio::test]
+    async fn refused_records_are_counted_by_reason() {
+        let store = Arc::new(MemoryStore::new());
+        let rules = r#"{"domainRules":[{"name":"positive_amount","kind":"CONDITION","mode":"WRITE","type":"CEL","expr":"message.amount > 0"}]}"#;
+        let id = register(&store, "pay-value", "AVRO", PAY, Some(rules)).await;
+        let nid = register(&store, "notes-value", "JSON", NOTE, None).await;
+        let v = Validator::new(store);
+        let p = policy(&[
+            ("confluent.value.schema.validation", "true"),
+            ("gatehouse.pan.guard", "true"),
+        ]);
+        let mut wrong = pay(id, 1, 2, 5);
+        wrong[1..5].copy_from_slice(&nid.to_be_bytes());
+        let values = [
+            pay(id, 1, 2, 5),
+            b"plain text".to_vec(),
+            pay(999, 1, 2, 5),
+            wrong,
+            vec![0, 0, 0, 0, id as u8, 0xff],
+            pay(id, 1, 2, -5),
+            pay(id, 1, VISA, 5),
+        ];
+        let mut letters = Vec::new();
+        let refusal = check_partition(
+            "pay",
+            0,
+            &batch(&values),
+            &p,
+            Some(&v),
+            &[3; 32],
+            &mut letters,
+        )
+        .await
+        .err()
+        .unwrap();
+        let expected: std::collections::BTreeMap<&str, u64> = [
+            ("no_schema_id", 1),
+            ("unknown_id", 1),
+            ("wrong_subject", 1),
+            ("decode", 1),
+            ("rule", 1),
+            ("pan", 1),
+        ]
+        .into();
+        assert_eq!(refusal.reasons, expected, "{}", refusal.message);
+        assert_eq!(refusal.record_errors.len(), 6);
     }
 }

@@ -45,7 +45,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-pub use metrics::MetricsSnapshot;
+pub use metrics::{CryptoSnapshot, ListenerSnapshot, MetricsSnapshot, error_name};
 pub use rewrite::{NodePorts, Rewriter};
 pub use upstream::{Target, UpstreamConfig};
 pub use versions::ApiTable;
@@ -429,15 +429,17 @@ impl Acceptor {
                 }
             };
             let Ok(permit) = this.connections.clone().try_acquire_owned() else {
-                this.inner.metrics.refused("connection_limit");
+                this.inner
+                    .metrics
+                    .refused_on(this.listener.kind, "connection_limit");
                 drop(stream);
                 continue;
             };
-            this.inner.metrics.accepted();
+            this.inner.metrics.accepted(this.listener.kind);
             let this = this.clone();
             tokio::spawn(async move {
                 this.connection(stream, peer).await;
-                this.inner.metrics.closed();
+                this.inner.metrics.closed(this.listener.kind);
                 drop(permit);
             });
         }
@@ -456,12 +458,16 @@ impl Acceptor {
                 Ok(Ok(Some(client))) => peer = client,
                 Ok(Ok(None)) => {}
                 Ok(Err(e)) => {
-                    self.inner.metrics.refused("proxy_header");
+                    self.inner
+                        .metrics
+                        .refused_on(self.listener.kind, "proxy_header");
                     info!(%peer, error = %e, "Refusing a connection without a valid PROXY header.");
                     return;
                 }
                 Err(_) => {
-                    self.inner.metrics.refused("proxy_header_timeout");
+                    self.inner
+                        .metrics
+                        .refused_on(self.listener.kind, "proxy_header_timeout");
                     return;
                 }
             }
@@ -481,13 +487,17 @@ impl Acceptor {
             match tokio::time::timeout(self.inner.config.tls_handshake_timeout, accept).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    self.inner.metrics.refused("tls_handshake");
+                    self.inner
+                        .metrics
+                        .refused_on(self.listener.kind, "tls_handshake");
                     info!(%peer, error = %e, "TLS handshake failed (a plaintext client on the \
                         TLS port, an old TLS version, or an untrusted certificate).");
                     return;
                 }
                 Err(_) => {
-                    self.inner.metrics.refused("tls_handshake_timeout");
+                    self.inner
+                        .metrics
+                        .refused_on(self.listener.kind, "tls_handshake_timeout");
                     info!(%peer, "TLS handshake timed out.");
                     return;
                 }
@@ -497,7 +507,9 @@ impl Acceptor {
             (Some(subject), Some(mapper)) => match mapper.map(&subject) {
                 Some(p) => Some(p),
                 None => {
-                    self.inner.metrics.refused("mtls_unmapped");
+                    self.inner
+                        .metrics
+                        .refused_on(self.listener.kind, "mtls_unmapped");
                     let event = AuditEvent::builder(EventType::Authentication)
                         .service(AUDIT_SERVICE)
                         .method("kafka.Authenticate")

@@ -20,6 +20,8 @@
 //!   [`api::MemoryStore`] at start.
 //! * [`server`]: [`start`] serves the API against a broker, over HTTPS (any address) or plain
 //!   HTTP (loopback only), optionally with authentication and subject ACLs ([`api::auth`]).
+//! * [`metrics`]: requests by method, route template and status class, and their latency, for
+//!   `/metrics`.
 //! * [`validate`]: [`validate::Validator`], the record validation API for the gateway's
 //!   produce path (wire formats, subject name strategies, full payload decoding, compiled
 //!   schemas cached by id).
@@ -34,6 +36,7 @@ pub mod contract;
 pub mod decode;
 pub mod error;
 pub mod kafka;
+pub mod metrics;
 pub mod rules;
 pub mod schema;
 pub mod server;

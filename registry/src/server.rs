@@ -350,7 +350,8 @@ async fn start_inner(
                     )
                 }
             }),
-        );
+        )
+        .layer(axum::middleware::from_fn(crate::metrics::track));
     let (stop, stopped) = oneshot::channel::<()>();
     let shutdown = async {
         let _ = stopped.await;

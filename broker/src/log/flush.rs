@@ -117,6 +117,7 @@ fn run(shared: &FlushShared) {
                 );
             }
         }
+        crate::metrics::flush_round();
         tracing::trace!(
             partitions = group.len(),
             elapsed_us = started.elapsed().as_micros() as u64,

@@ -378,6 +378,7 @@ impl PartitionInner {
             (target, files, dir_dirty)
         };
         let mut result = Ok(());
+        let started = std::time::Instant::now();
         for (path, file) in &files {
             if let Err(e) = file.sync_data() {
                 result = Err(LogError::io("fsync segment", path, e));
@@ -386,6 +387,9 @@ impl PartitionInner {
         }
         if result.is_ok() && dir_dirty {
             result = checkpoint::sync_dir(&self.dir);
+        }
+        if !files.is_empty() || dir_dirty {
+            crate::metrics::observe_fsync(started.elapsed(), result.is_ok());
         }
         let mut st = self.lock_state();
         if let Err(e) = result {

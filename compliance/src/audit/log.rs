@@ -299,6 +299,31 @@ struct Shared {
     started: Instant,
     /// Milliseconds since `started` of the last queue alarm (rate limit).
     last_alarm_ms: AtomicU64,
+    /// Pending events and lag, for `/metrics`.
+    stats: super::queue::QueueStats,
+}
+
+/// The audit logs open in this process (for [`super::queue::snapshot`]).
+static OPEN_LOGS: std::sync::Mutex<Vec<std::sync::Weak<Shared>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The queue counters of every audit log open in this process, added up (`None`: none).
+pub(crate) fn all_queue_metrics() -> Option<super::queue::AuditQueueSnapshot> {
+    let logs: Vec<Arc<Shared>> = OPEN_LOGS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .collect();
+    let mut out: Option<super::queue::AuditQueueSnapshot> = None;
+    for s in logs {
+        let one = AuditLog { shared: s }.queue_metrics();
+        match &mut out {
+            Some(total) => super::queue::add(total, &one),
+            None => out = Some(one),
+        }
+    }
+    out
 }
 
 impl AuditLog {
@@ -348,8 +373,16 @@ impl AuditLog {
                 dir,
                 started: Instant::now(),
                 last_alarm_ms: AtomicU64::new(0),
+                stats: super::queue::QueueStats::default(),
             }),
         };
+        {
+            let mut open = OPEN_LOGS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            open.retain(|w| w.strong_count() > 0);
+            open.push(Arc::downgrade(&log.shared));
+        }
         Ok((log, report))
     }
 
@@ -358,13 +391,25 @@ impl AuditLog {
         &self.shared.dir
     }
 
+    /// The writer queue's depth, the events not durable yet and the lag (for `/metrics`).
+    pub fn queue_metrics(&self) -> super::queue::AuditQueueSnapshot {
+        let tx = &self.shared.tx;
+        let capacity = tx.max_capacity();
+        self.shared
+            .stats
+            .snapshot(capacity.saturating_sub(tx.capacity()), capacity)
+    }
+
     /// Appends one event; resolves once it is fsync'd (group commit). `node_id` and
     /// `sequence` of the event are assigned by the log.
     pub async fn append(&self, event: AuditEvent) -> Result<Receipt, AuditError> {
         check_size(&event)?;
+        let ticket = self.shared.stats.enter(1);
         let (reply, rx) = oneshot::channel();
         self.send(Msg::Append { event, reply }).await?;
-        rx.await.map_err(|_| AuditError::Closed)?.1
+        let r = rx.await.map_err(|_| AuditError::Closed)?.1;
+        ticket.done(r.is_ok());
+        r
     }
 
     /// Appends several events as one queue entry; they get consecutive sequences and one
@@ -376,9 +421,12 @@ impl AuditLog {
         for e in &events {
             check_size(e)?;
         }
+        let ticket = self.shared.stats.enter(events.len());
         let (reply, rx) = oneshot::channel();
         self.send(Msg::AppendBatch { events, reply }).await?;
-        rx.await.map_err(|_| AuditError::Closed)?.1
+        let r = rx.await.map_err(|_| AuditError::Closed)?.1;
+        ticket.done(r.is_ok());
+        r
     }
 
     /// Signs a checkpoint now (if anything changed since the last one).
@@ -1515,6 +1563,24 @@ mod tests {
         assert_eq!(report.key_id, rot.new_key_id);
         log.close().await.unwrap();
         verify_dir(dir.path(), Some(&[genesis])).unwrap();
+    }
+
+    #[tokio::test]
+    async fn queue_metrics_count_durable_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = AuditLog::open(dir.path(), config(), key()).unwrap();
+        let before = log.queue_metrics();
+        assert_eq!(before.capacity, config().queue_capacity as u64);
+        assert_eq!((before.depth, before.pending_events), (0, 0));
+        log.append(event(0)).await.unwrap();
+        log.append_batch((1..5).map(event).collect()).await.unwrap();
+        let after = log.queue_metrics();
+        assert_eq!(after.durable_events, 5);
+        assert_eq!((after.pending_events, after.failed_events), (0, 0));
+        assert_eq!(after.lag_seconds, 0.0);
+        let all = super::super::queue::snapshot().unwrap();
+        assert!(all.durable_events >= 5);
+        log.close().await.unwrap();
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod log;
 pub mod merkle;
 pub mod mirror;
+pub mod queue;
 pub(crate) mod segment;
 pub mod selfcheck;
 pub mod time;
