@@ -199,8 +199,15 @@ async fn kek_rotation_keeps_old_versions_decrypting_and_state_replays() {
         .encrypt("payments", Field::Value, b"v1 data")
         .await
         .expect("encrypt");
-    let rotated = n.store.rotate_kek("payments").await.expect("rotate");
+    let rotated = n
+        .store
+        .rotate_kek_by("payments", Some("User:ops"))
+        .await
+        .expect("rotate");
     assert_eq!(rotated.versions.len(), 2);
+    // Who rotated is kept with the version (and replayed below with the rest).
+    assert_eq!(rotated.versions[0].created_by, None);
+    assert_eq!(rotated.versions[1].created_by.as_deref(), Some("User:ops"));
     let new = n
         .env
         .encrypt("payments", Field::Value, b"v2 data")

@@ -379,6 +379,54 @@ pub struct Decision {
     pub matched: Option<String>,
 }
 
+/// A binding that took part in an explained decision ([`Authorizer::explain`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MatchedBinding {
+    /// `acl` (an ACL binding), `role` (a permission granted by a role binding) or
+    /// `super-user`.
+    pub source: &'static str,
+    /// The principal the binding names (`User:*` for everyone).
+    pub principal: String,
+    /// `*` or the client address the binding is limited to.
+    pub host: String,
+    /// The resource type the permission covers (Kafka's name, `Topic`); `*` for every type
+    /// (a role bound on the cluster).
+    pub resource_type: String,
+    /// The resource name or prefix (`*` with LITERAL: every resource).
+    pub resource_name: String,
+    /// `LITERAL` or `PREFIXED`.
+    pub pattern_type: PatternType,
+    /// The operation the binding allows or denies (`ALL`: every operation).
+    pub operation: Operation,
+    /// `ALLOW` or `DENY`.
+    pub permission: Permission,
+    /// The role, for source `role`.
+    pub role: Option<String>,
+    /// The role binding's scope (`Topic:orders (PREFIXED)`), for source `role`.
+    pub scope: Option<String>,
+    /// The rule as the audit trail names it (`matchedRule`).
+    pub rule: String,
+}
+
+/// Why [`Authorizer::explain`] decided as it did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    /// The decision, exactly as [`Authorizer::authorize`] makes it.
+    pub allowed: bool,
+    /// One sentence: which binding decided, or that none allows the operation.
+    pub reason: String,
+    /// The bindings that decided: every matching DENY when one matched (DENY wins), else
+    /// every matching ALLOW; empty when denied by default.
+    pub matched: Vec<MatchedBinding>,
+    /// ALLOW bindings that matched too but lost to a DENY.
+    pub overridden: Vec<MatchedBinding>,
+    /// How many bindings could apply to the principal and resource type (the principal's own
+    /// and `User:*`'s), i.e. were evaluated.
+    pub considered: usize,
+    /// The principal is a super user (no binding is consulted).
+    pub super_user: bool,
+}
+
 /// Why a binding was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AclError {
@@ -402,6 +450,15 @@ struct Rule {
     op: Operation,
     allow: bool,
     label: String,
+    /// The binding this rule comes from (not part of the casbin line).
+    origin: Origin,
+}
+
+/// Where a [`Rule`] comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Origin {
+    Acl(AclBinding),
+    Role(RoleBinding),
 }
 
 impl Rule {
@@ -472,6 +529,7 @@ fn acl_rule(b: &AclBinding) -> Rule {
         op: b.operation,
         allow: b.permission == Permission::Allow,
         label: b.to_string(),
+        origin: Origin::Acl(b.clone()),
     }
 }
 
@@ -515,9 +573,43 @@ fn role_rules(b: &RoleBinding) -> Vec<Rule> {
             pattern,
             op,
             allow: true,
+            origin: Origin::Role(b.clone()),
         });
     }
     out
+}
+
+fn matched_binding(r: &Rule) -> MatchedBinding {
+    let (source, role, scope) = match &r.origin {
+        Origin::Acl(_) => ("acl", None, None),
+        Origin::Role(b) => (
+            "role",
+            Some(b.role.clone()),
+            Some(format!(
+                "{}:{} ({})",
+                b.resource_type, b.resource_name, b.pattern_type
+            )),
+        ),
+    };
+    MatchedBinding {
+        source,
+        principal: r.principal.clone(),
+        host: r.host.clone(),
+        resource_type: r
+            .rtype
+            .map_or_else(|| "*".to_string(), |t| t.name().to_string()),
+        resource_name: r.name.clone(),
+        pattern_type: r.pattern,
+        operation: r.op,
+        permission: if r.allow {
+            Permission::Allow
+        } else {
+            Permission::Deny
+        },
+        role,
+        scope,
+        rule: r.label.clone(),
+    }
 }
 
 fn canonical_host(ip: IpAddr) -> String {
@@ -980,6 +1072,121 @@ impl Authorizer {
         Decision {
             allowed: native,
             matched: deny.or(allow).map(|r| r.label.clone()),
+        }
+    }
+
+    /// Explains the decision [`Authorizer::authorize`] makes for the same arguments: the
+    /// decision itself (casbin with the native cross-check, without the decision cache), the
+    /// binding(s) that decided — a DENY wins over every ALLOW, and no matching ALLOW means
+    /// denied by default — and how many bindings were considered.
+    pub fn explain(
+        &self,
+        principal: &Principal,
+        host: IpAddr,
+        resource_type: ResourceType,
+        name: &str,
+        op: Operation,
+    ) -> Explanation {
+        let principal_text = principal.to_string();
+        let request = format!("{principal_text} {op} {resource_type}:{name}");
+        if self.is_super_user(principal) {
+            return Explanation {
+                allowed: true,
+                reason: format!(
+                    "ALLOWED: {principal_text} is a super user (gateway.super_users), allowed every operation without consulting any binding"
+                ),
+                matched: vec![MatchedBinding {
+                    source: "super-user",
+                    principal: principal_text.clone(),
+                    host: "*".to_string(),
+                    resource_type: "*".to_string(),
+                    resource_name: "*".to_string(),
+                    pattern_type: PatternType::Literal,
+                    operation: Operation::All,
+                    permission: Permission::Allow,
+                    role: None,
+                    scope: None,
+                    rule: "super-user".to_string(),
+                }],
+                overridden: Vec::new(),
+                considered: 0,
+                super_user: true,
+            };
+        }
+        let host = host.to_canonical();
+        let host_text = host.to_string();
+        let state = read(&self.inner.state);
+        let decision = self.decide(&state, &principal_text, host, resource_type, name, op);
+        let shard = state.shard_for(&principal_text, resource_type);
+        let considered = shard.map_or(0, |s| s.rules.len());
+        let (mut denies, mut allows) = (Vec::new(), Vec::new());
+        for rule in shard.iter().flat_map(|s| s.rules.values()) {
+            if rule.matches(&principal_text, &host_text, resource_type, name, op) {
+                if rule.allow {
+                    allows.push(rule);
+                } else {
+                    denies.push(rule);
+                }
+            }
+        }
+        let listed = |rules: &[&Rule]| {
+            rules
+                .iter()
+                .map(|r| r.label.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let (reason, matched, overridden) = if matches!(
+            decision.matched.as_deref(),
+            Some("inconsistent" | "error")
+        ) {
+            (
+                format!(
+                    "DENIED: the authorization model could not decide {request} consistently, so it is denied (see the gateway's log)"
+                ),
+                Vec::new(),
+                Vec::new(),
+            )
+        } else if !denies.is_empty() {
+            let mut reason = format!(
+                "DENIED by the binding {} — a DENY wins over any ALLOW",
+                listed(&denies)
+            );
+            if !allows.is_empty() {
+                reason.push_str(&format!("; it overrides the matching {}", listed(&allows)));
+            }
+            (
+                reason,
+                denies.iter().copied().map(matched_binding).collect(),
+                allows.iter().copied().map(matched_binding).collect(),
+            )
+        } else if let Some(first) = allows.first() {
+            let mut reason = format!("ALLOWED by {}", listed(&allows));
+            if first.op != op && first.op != Operation::All {
+                reason.push_str(&format!(" ({} implies {op}, as in Kafka)", first.op));
+            }
+            (
+                reason,
+                allows.iter().copied().map(matched_binding).collect(),
+                Vec::new(),
+            )
+        } else {
+            (
+                format!(
+                    "DENIED by default: no binding allows {request} ({considered} binding{} considered)",
+                    if considered == 1 { "" } else { "s" }
+                ),
+                Vec::new(),
+                Vec::new(),
+            )
+        };
+        Explanation {
+            allowed: decision.allowed,
+            reason,
+            matched,
+            overridden,
+            considered,
+            super_user: false,
         }
     }
 
@@ -1530,6 +1737,193 @@ mod tests {
         a.delete_acls(&[AclFilter::any()]);
         assert!(!ok(&a, &alice(), Topic, "mine", Read));
         assert!(!a.allowed_any(&alice(), HOST, Topic, Read));
+    }
+
+    #[test]
+    fn explain_says_which_binding_decided() {
+        let a = Authorizer::new(vec![Principal::user("admin")]).expect("new");
+        let bob = Principal::user("bob");
+        // Deny by default, explained as such.
+        let e = a.explain(&bob, HOST, Topic, "orders", Read);
+        assert!(!e.allowed && !e.super_user);
+        assert!(e.matched.is_empty() && e.overridden.is_empty());
+        assert_eq!(e.considered, 0);
+        assert!(
+            e.reason
+                .contains("no binding allows User:bob READ Topic:orders"),
+            "{}",
+            e.reason
+        );
+        a.create_acls(vec![
+            acl("User:bob", Topic, "orders", Literal, Read, Allow),
+            acl("User:bob", Topic, "pay-", Prefixed, All, Allow),
+            acl("User:bob", Topic, "pay-secret", Literal, Write, Deny),
+            acl("User:carol", Topic, "orders", Literal, Read, Allow),
+        ]);
+        // An ALLOW: the ACL binding with its pattern type, permission and source.
+        let e = a.explain(&bob, HOST, Topic, "orders", Read);
+        assert!(e.allowed);
+        assert_eq!(e.matched.len(), 1);
+        let m = &e.matched[0];
+        assert_eq!(m.source, "acl");
+        assert_eq!(m.principal, "User:bob");
+        assert_eq!(m.resource_type, "Topic");
+        assert_eq!(m.resource_name, "orders");
+        assert_eq!(m.pattern_type, Literal);
+        assert_eq!(m.operation, Read);
+        assert_eq!(m.permission, Allow);
+        assert_eq!(m.rule, "ALLOW User:bob READ Topic:orders (LITERAL)");
+        assert_eq!(e.considered, 3, "bob's three bindings, not carol's");
+        assert!(
+            e.reason
+                .starts_with("ALLOWED by ALLOW User:bob READ Topic:orders")
+        );
+        // Implied operations are named.
+        let e = a.explain(&bob, HOST, Topic, "orders", Describe);
+        assert!(e.allowed);
+        assert!(e.reason.contains("READ implies DESCRIBE"), "{}", e.reason);
+        // Prefixed ALLOW ALL, and a literal DENY that wins over it.
+        let e = a.explain(&bob, HOST, Topic, "pay-in", Write);
+        assert!(e.allowed);
+        assert_eq!(e.matched[0].pattern_type, Prefixed);
+        let e = a.explain(&bob, HOST, Topic, "pay-secret", Write);
+        assert!(!e.allowed);
+        assert_eq!(e.matched.len(), 1);
+        assert_eq!(e.matched[0].permission, Deny);
+        assert_eq!(e.matched[0].resource_name, "pay-secret");
+        assert_eq!(e.overridden.len(), 1);
+        assert_eq!(e.overridden[0].resource_name, "pay-");
+        assert!(
+            e.reason
+                .contains("DENIED by the binding DENY User:bob WRITE Topic:pay-secret")
+                && e.reason.contains("wins over any ALLOW")
+                && e.reason
+                    .contains("overrides the matching ALLOW User:bob ALL Topic:pay-"),
+            "{}",
+            e.reason
+        );
+        // A DENY does not use implications: DESCRIBE of pay-secret stays allowed.
+        assert!(a.explain(&bob, HOST, Topic, "pay-secret", Describe).allowed);
+        // Super users.
+        let e = a.explain(
+            &Principal::user("admin"),
+            HOST,
+            Cluster,
+            CLUSTER_NAME,
+            Alter,
+        );
+        assert!(e.allowed && e.super_user);
+        assert_eq!(e.matched[0].source, "super-user");
+        assert!(e.reason.contains("super user"));
+    }
+
+    #[test]
+    fn explain_names_role_bindings() {
+        let a = Authorizer::new(vec![]).expect("new");
+        a.bind_role(RoleBinding {
+            principal: "User:alice".into(),
+            role: "developer-read".into(),
+            resource_type: Topic,
+            resource_name: "orders".into(),
+            pattern_type: Prefixed,
+        })
+        .expect("bind");
+        a.bind_role(RoleBinding {
+            principal: "User:dave".into(),
+            role: "auditor".into(),
+            resource_type: Cluster,
+            resource_name: CLUSTER_NAME.into(),
+            pattern_type: Literal,
+        })
+        .expect("bind");
+        let e = a.explain(&alice(), HOST, Topic, "orders-eu", Read);
+        assert!(e.allowed);
+        let m = &e.matched[0];
+        assert_eq!(m.source, "role");
+        assert_eq!(m.role.as_deref(), Some("developer-read"));
+        assert_eq!(m.scope.as_deref(), Some("Topic:orders (PREFIXED)"));
+        assert_eq!(m.pattern_type, Prefixed);
+        assert!(e.reason.contains("via role developer-read"), "{}", e.reason);
+        let e = a.explain(&alice(), HOST, Topic, "orders-eu", Write);
+        assert!(!e.allowed && e.matched.is_empty());
+        assert!(e.reason.contains("no binding allows"));
+        // A cluster-scoped role covers every type: shown as `*`.
+        let e = a.explain(&Principal::user("dave"), HOST, Topic, "x", DescribeConfigs);
+        assert!(e.allowed);
+        assert_eq!(e.matched[0].resource_type, "*");
+        assert_eq!(e.matched[0].role.as_deref(), Some("auditor"));
+        // A DENY ACL wins over a role's ALLOW.
+        a.create_acls(vec![acl(
+            "User:alice",
+            Topic,
+            "orders-eu",
+            Literal,
+            Read,
+            Deny,
+        )]);
+        let e = a.explain(&alice(), HOST, Topic, "orders-eu", Read);
+        assert!(!e.allowed);
+        assert_eq!(e.matched[0].source, "acl");
+        assert_eq!(e.overridden[0].source, "role");
+    }
+
+    #[test]
+    fn explain_agrees_with_authorize() {
+        let a = Authorizer::new(vec![Principal::user("root")]).expect("new");
+        let mut from_host = acl("User:u1", Group, "g", Literal, Read, Allow);
+        from_host.host = "10.1.2.3".into();
+        a.create_acls(vec![
+            acl("User:u1", Topic, "a", Literal, Read, Allow),
+            acl("User:u1", Topic, "a", Literal, Write, Deny),
+            acl("User:*", Topic, "pub-", Prefixed, Describe, Allow),
+            acl("User:u2", Topic, "*", Literal, All, Allow),
+            acl("User:u2", Topic, "secret", Prefixed, Read, Deny),
+            acl(
+                "User:*",
+                Cluster,
+                CLUSTER_NAME,
+                Literal,
+                IdempotentWrite,
+                Allow,
+            ),
+            from_host,
+        ]);
+        a.bind_role(RoleBinding {
+            principal: "User:u3".into(),
+            role: "resource-owner".into(),
+            resource_type: Group,
+            resource_name: "team-".into(),
+            pattern_type: Prefixed,
+        })
+        .expect("bind");
+        let other: IpAddr = "10.9.9.9".parse().expect("ip");
+        for p in ["u1", "u2", "u3", "u4", "root"] {
+            let p = Principal::user(p);
+            for (t, n) in [
+                (Topic, "a"),
+                (Topic, "pub-x"),
+                (Topic, "secret-1"),
+                (Group, "g"),
+                (Group, "team-x"),
+                (Cluster, CLUSTER_NAME),
+            ] {
+                for op in [Read, Write, Describe, Delete, AlterConfigs, IdempotentWrite] {
+                    for h in [HOST, other] {
+                        let d = a.authorize(&p, h, t, n, op);
+                        let e = a.explain(&p, h, t, n, op);
+                        assert_eq!(d.allowed, e.allowed, "{p} {op} {t}:{n} from {h}");
+                        assert_eq!(e.allowed, !e.reason.starts_with("DENIED"), "{}", e.reason);
+                        if !e.super_user {
+                            assert_eq!(
+                                d.matched.as_deref(),
+                                e.matched.first().map(|m| m.rule.as_str()),
+                                "{p} {op} {t}:{n} from {h}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Prints (does not assert) the cost of `authorize` with 1,000 bindings.

@@ -16,8 +16,8 @@ pub mod store;
 pub mod users;
 
 pub use acl::{
-    AclBinding, AclError, AclFilter, Authorizer, Decision, Operation, PatternType, Permission,
-    ResourceType, RoleBinding,
+    AclBinding, AclError, AclFilter, Authorizer, Decision, Explanation, MatchedBinding, Operation,
+    PatternType, Permission, ResourceType, RoleBinding,
 };
 pub use mtls::{MappingError, PrincipalMapper};
 pub use oidc::{OidcConfig, OidcError, OidcValidator};

@@ -79,6 +79,10 @@ pub struct KekVersion {
     pub created_ms: i64,
     /// Destroyed in the KMS.
     pub destroyed: bool,
+    /// Who created this version (the admin API's caller, `User:alice`), when known; absent
+    /// for versions the gateway created on its own and in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 /// A KEK and its versions, as stored (the record is rewritten on every change).
@@ -366,9 +370,23 @@ mod tests {
                 kms_ref: KekRef::new("local-x"),
                 created_ms,
                 destroyed: false,
+                created_by: None,
             }],
             created_ms,
         }
+    }
+
+    #[test]
+    fn versions_without_a_creator_still_read() {
+        let mut k = kek("t", KekState::Active, 5);
+        let old = serde_json::to_string(&k).expect("json");
+        assert!(!old.contains("created_by"), "{old}");
+        let back: Kek = serde_json::from_str(&old).expect("read");
+        assert_eq!(back.versions[0].created_by, None);
+        k.versions[0].created_by = Some("User:alice".into());
+        let new = serde_json::to_string(&k).expect("json");
+        let back: Kek = serde_json::from_str(&new).expect("read");
+        assert_eq!(back.versions[0].created_by.as_deref(), Some("User:alice"));
     }
 
     #[test]

@@ -283,6 +283,11 @@ impl KeyStore {
     /// Creates a KEK for a topic or template (`orders-*`); fails if an active one of that
     /// name exists (a retired or destroyed one is replaced).
     pub async fn create_kek(&self, name: &str) -> Result<Kek, VaultError> {
+        self.create_kek_by(name, None).await
+    }
+
+    /// [`KeyStore::create_kek`], recording who asked (e.g. `User:alice`) in the first version.
+    pub async fn create_kek_by(&self, name: &str, by: Option<&str>) -> Result<Kek, VaultError> {
         validate_name(name)?;
         let _admin = self.inner.rotate.lock().await;
         self.sync_locked().await?;
@@ -306,6 +311,7 @@ impl KeyStore {
                 kms_ref: kms_ref.clone(),
                 created_ms: now,
                 destroyed: false,
+                created_by: by.map(str::to_string),
             }],
             created_ms: now,
         };
@@ -320,6 +326,11 @@ impl KeyStore {
     /// Adds a version to the active KEK `name`; new DEKs are wrapped by it, older versions
     /// keep decrypting.
     pub async fn rotate_kek(&self, name: &str) -> Result<Kek, VaultError> {
+        self.rotate_kek_by(name, None).await
+    }
+
+    /// [`KeyStore::rotate_kek`], recording who asked (e.g. `User:alice`) in the new version.
+    pub async fn rotate_kek_by(&self, name: &str, by: Option<&str>) -> Result<Kek, VaultError> {
         let _admin = self.inner.rotate.lock().await;
         self.sync_locked().await?;
         let mut kek = self
@@ -339,6 +350,7 @@ impl KeyStore {
             kms_ref: kms_ref.clone(),
             created_ms: now_ms(),
             destroyed: false,
+            created_by: by.map(str::to_string),
         });
         let mut records = self.inner.material_record(&kek.id, version, &kms_ref)?;
         records.push(kek_record(&kek)?);
