@@ -4,7 +4,9 @@
 //!   before that and while stopping.
 //! * `GET /metrics` (open): Prometheus text exposition (hand-written, format 0.0.4) of the
 //!   gateway's counters ([`gatehouse_gateway::Gateway::metrics`]), the key vault's, the audit
-//!   trail's self-check (`gatehouse_audit_*`) and `gatehouse_up 1`.
+//!   trail's self-check (`gatehouse_audit_*`) and `gatehouse_up 1`; the families added by
+//!   `metrics_render.rs` (per-listener, errors, data guard, encryption, registry HTTP, broker
+//!   logs and fsync, audit queue and lag).
 //! * `/v1/keys…` (under `serve`): the key vault's admin REST API — list, status, create,
 //!   rotate, retire, destroy (crypto-shredding, with a typed confirmation). HTTP Basic against
 //!   the gateway's SCRAM users ([`Authenticator::verify_plain`]) — 401 without; super users or
@@ -48,12 +50,18 @@ mod audit;
 mod cluster;
 #[path = "console/mod.rs"]
 mod console;
+mod explain;
 mod groups;
+mod messages;
+#[path = "metrics_render.rs"]
+mod metrics_render;
 mod openapi;
 mod rest;
 mod topics;
 mod users;
 
+pub use audit::EvidenceSource;
+pub use console::ConsoleSso;
 pub use rest::RestApi;
 
 /// The `service` field of the admin API's audit events.
@@ -128,6 +136,7 @@ struct AdminState {
     audit_self_check: Arc<OnceLock<Arc<SelfCheckMetrics>>>,
     audit_mirror: Arc<OnceLock<Arc<MirrorMetrics>>>,
     audit_dir: Arc<OnceLock<std::path::PathBuf>>,
+    evidence: Arc<OnceLock<EvidenceSource>>,
     rest: Arc<OnceLock<RestApi>>,
 }
 
@@ -140,6 +149,7 @@ pub struct Admin {
     audit_self_check: Arc<OnceLock<Arc<SelfCheckMetrics>>>,
     audit_mirror: Arc<OnceLock<Arc<MirrorMetrics>>>,
     audit_dir: Arc<OnceLock<std::path::PathBuf>>,
+    evidence: Arc<OnceLock<EvidenceSource>>,
     rest: Arc<OnceLock<RestApi>>,
 }
 
@@ -173,6 +183,11 @@ impl Admin {
         let _ = self.audit_dir.set(dir);
     }
 
+    /// Lets `GET /v1/audit/evidence` sign a checkpoint first and include the configuration.
+    pub fn attach_evidence(&self, source: EvidenceSource) {
+        let _ = self.evidence.set(source);
+    }
+
     /// Exposes the audit mirror's counters on `/metrics`.
     pub fn attach_audit_mirror(&self, metrics: Arc<MirrorMetrics>) {
         let _ = self.audit_mirror.set(metrics);
@@ -193,6 +208,7 @@ pub async fn start(addr: SocketAddr, health: Health) -> Result<Admin> {
         audit_self_check: Arc::new(OnceLock::new()),
         audit_mirror: Arc::new(OnceLock::new()),
         audit_dir: Arc::new(OnceLock::new()),
+        evidence: Arc::new(OnceLock::new()),
         rest: Arc::new(OnceLock::new()),
     };
     let app = Router::new()
@@ -207,6 +223,7 @@ pub async fn start(addr: SocketAddr, health: Health) -> Result<Admin> {
         .route("/v1/roles/unbind", post(unbind_role))
         .route("/v1/audit/status", get(audit::status))
         .route("/v1/audit/events", get(audit::events))
+        .route("/v1/audit/evidence", get(audit::evidence))
         .merge(rest::routes())
         .merge(console::routes())
         .fallback(not_found)
@@ -229,6 +246,7 @@ pub async fn start(addr: SocketAddr, health: Health) -> Result<Admin> {
         audit_self_check: state.audit_self_check,
         audit_mirror: state.audit_mirror,
         audit_dir: state.audit_dir,
+        evidence: state.evidence,
         rest: state.rest,
     })
 }
@@ -369,7 +387,10 @@ fn render_metrics(s: &AdminState) -> String {
         for (topic, v) in &m.rejected_records {
             let _ = writeln!(out, "{name}{{topic=\"{}\"}} {v}", label(topic));
         }
+        metrics_render::gateway(&mut out, &m);
     }
+    // Registry, broker and audit queue: process-wide, each once its part runs here.
+    metrics_render::process(&mut out);
     if let Some(m) = s.audit_self_check.get() {
         let rows = [
             (
@@ -515,6 +536,8 @@ fn vault_status(e: &VaultError) -> (StatusCode, u32) {
 struct Caller {
     principal: Principal,
     ip: IpAddr,
+    /// How it authenticated (`HTTP/BASIC`, `HTTP/BEARER`), for the audit events.
+    mechanism: &'static str,
 }
 
 /// Records an event; `Err` with the reason when the sink failed (never carries secrets).
@@ -558,12 +581,12 @@ async fn guard<'a>(
     let ip = peer.ip();
     // `POST /v1/keys` names the key in the body, read after the checks.
     let key = if key.is_empty() { "(unnamed)" } else { key };
-    let auth_refused = |user: Option<&str>, reason: &str| {
+    let auth_refused = |user: Option<&str>, mechanism: &str, reason: &str| {
         AuditEvent::builder(EventType::Authentication)
             .service(AUDIT_SERVICE)
             .method(method.to_string())
             .principal(refused_principal(user))
-            .auth_mechanism(MECHANISM_BASIC)
+            .auth_mechanism(mechanism)
             .resource("Kek", key.to_string())
             .operation("Authenticate")
             .granted(false)
@@ -576,10 +599,43 @@ async fn guard<'a>(
             .attribute("httpStatus", "401")
             .build()
     };
+    // A Bearer token (an OIDC access token, e.g. of a console SSO session) is checked by the
+    // same validator as the REST API's; anything else must be Basic.
+    if let Some(token) = bearer_token(headers) {
+        let validator = s.rest.get().and_then(|r| r.tokens.as_ref());
+        let checked = match validator {
+            None => Err("Bearer tokens are not accepted: no OIDC issuer is configured".to_string()),
+            Some(_) if token.is_empty() => Err("empty Bearer token".to_string()),
+            Some(v) => v
+                .validate(token)
+                .await
+                .map_err(|e| format!("invalid token: {e}")),
+        };
+        return match checked {
+            Ok(t) => authorize_caller(
+                api,
+                t.principal,
+                rest::MECHANISM_BEARER,
+                ip,
+                op,
+                method,
+                key,
+            )
+            .await
+            .map(|caller| (api, caller)),
+            Err(reason) => {
+                match auth_refused(None, rest::MECHANISM_BEARER, &reason) {
+                    Ok(e) => record_refusal(api, e).await,
+                    Err(e) => tracing::error!(error = %e, "cannot build the audit event"),
+                }
+                Err(unauthorized(&format!("Unauthorized: {reason}")))
+            }
+        };
+    }
     let credentials = match basic_credentials(headers) {
         Ok(c) => c,
         Err(reason) => {
-            match auth_refused(None, reason) {
+            match auth_refused(None, MECHANISM_BASIC, reason) {
                 Ok(e) => record_refusal(api, e).await,
                 Err(e) => tracing::error!(error = %e, "cannot build the audit event"),
             }
@@ -590,7 +646,7 @@ async fn guard<'a>(
     let principal = match api.authenticator.verify_plain(&user, &password, ip).await {
         Ok(p) => p,
         Err(e) => {
-            match auth_refused(Some(&user), &e.to_string()) {
+            match auth_refused(Some(&user), MECHANISM_BASIC, &e.to_string()) {
                 Ok(ev) => record_refusal(api, ev).await,
                 Err(err) => tracing::error!(error = %err, "cannot build the audit event"),
             }
@@ -603,6 +659,28 @@ async fn guard<'a>(
             return Err(unauthorized(&message));
         }
     };
+    authorize_caller(api, principal, MECHANISM_BASIC, ip, op, method, key)
+        .await
+        .map(|caller| (api, caller))
+}
+
+/// The token of `Authorization: Bearer …`, if that is the scheme.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let text = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+/// The cluster-level check of [`guard`] for an authenticated principal; a denial is audited.
+async fn authorize_caller(
+    api: &KeyApi,
+    principal: Principal,
+    mechanism: &'static str,
+    ip: IpAddr,
+    op: Operation,
+    method: &str,
+    key: &str,
+) -> Result<Caller, Response> {
     let decision =
         api.authorizer
             .authorize(&principal, ip, ResourceType::Cluster, CLUSTER_NAME, op);
@@ -611,7 +689,7 @@ async fn guard<'a>(
             .service(AUDIT_SERVICE)
             .method(method.to_string())
             .principal(principal.to_string())
-            .auth_mechanism(MECHANISM_BASIC)
+            .auth_mechanism(mechanism)
             .resource("Cluster", CLUSTER_NAME)
             .operation(op_label(op))
             .granted(false)
@@ -638,7 +716,11 @@ async fn guard<'a>(
             ),
         ));
     }
-    Ok((api, Caller { principal, ip }))
+    Ok(Caller {
+        principal,
+        ip,
+        mechanism,
+    })
 }
 
 /// The audit trail's spelling of the two operations the API checks.
@@ -697,7 +779,7 @@ async fn audited_change(
         .service(AUDIT_SERVICE)
         .method(format!("key.{}", operation.to_ascii_lowercase()))
         .principal(caller.principal.to_string())
-        .auth_mechanism(MECHANISM_BASIC)
+        .auth_mechanism(caller.mechanism)
         .resource("Kek", if name.is_empty() { "(unnamed)" } else { name })
         .operation(operation.to_string())
         .granted(true)
@@ -758,8 +840,26 @@ fn time(ms: i64) -> String {
     gatehouse_compliance::Timestamp::from_unix_micros(ms.saturating_mul(1000)).to_rfc3339()
 }
 
-/// A KEK as the API shows it: identifiers and lifecycle only, never material.
+/// A KEK as the API shows it: identifiers and lifecycle only, never material. `history` is
+/// the rotation history: version 1 `created`, every later one `rotated`, with when and by whom
+/// (the admin API's caller; `null` when the gateway made it or the record predates this).
 fn kek_json(k: &Kek) -> Value {
+    let history: Vec<Value> = k
+        .versions
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            json!({
+                "version": v.version,
+                "action": if i == 0 { "created" } else { "rotated" },
+                "time": time(v.created_ms),
+                "by": v.created_by,
+            })
+        })
+        .collect();
+    let rotated = (k.versions.len() > 1)
+        .then(|| k.versions.last().map(|v| time(v.created_ms)))
+        .flatten();
     json!({
         "name": k.name,
         "id": k.id.as_str(),
@@ -771,10 +871,13 @@ fn kek_json(k: &Kek) -> Value {
             "kms_key": v.kms_ref.as_str(),
             "created_ms": v.created_ms,
             "created": time(v.created_ms),
+            "created_by": v.created_by,
             "destroyed": v.destroyed,
         })).collect::<Vec<_>>(),
         "created_ms": k.created_ms,
         "created": time(k.created_ms),
+        "rotated": rotated,
+        "history": history,
     })
 }
 
@@ -936,9 +1039,10 @@ async fn change(
         }
     }
     let store = api.envelope.store();
+    let by = caller.principal.to_string();
     let result = match what {
-        Change::Create => store.create_kek(&name).await,
-        Change::Rotate => store.rotate_kek(&name).await,
+        Change::Create => store.create_kek_by(&name, Some(&by)).await,
+        Change::Rotate => store.rotate_kek_by(&name, Some(&by)).await,
         Change::Retire => store.retire_kek(&name).await,
         Change::Destroy => store.destroy_kek(&name).await,
     };
@@ -1150,7 +1254,7 @@ async fn role_change(
         .service(AUDIT_SERVICE)
         .method(method)
         .principal(caller.principal.to_string())
-        .auth_mechanism(MECHANISM_BASIC)
+        .auth_mechanism(caller.mechanism)
         .resource(
             binding.resource_type.name(),
             format!(
@@ -1218,6 +1322,7 @@ mod tests {
             audit_self_check: Arc::new(OnceLock::new()),
             audit_mirror: Arc::new(OnceLock::new()),
             audit_dir: Arc::new(OnceLock::new()),
+            evidence: Arc::new(OnceLock::new()),
             rest: Arc::new(OnceLock::new()),
         };
         assert!(!render_metrics(&s).contains("gatehouse_audit_"));
@@ -1244,6 +1349,7 @@ mod tests {
             audit_self_check: Arc::new(OnceLock::new()),
             audit_mirror: Arc::new(OnceLock::new()),
             audit_dir: Arc::new(OnceLock::new()),
+            evidence: Arc::new(OnceLock::new()),
             rest: Arc::new(OnceLock::new()),
         };
         let text = render_metrics(&s);

@@ -1,22 +1,148 @@
 //! `gatehouse evidence`: writes an auditor's evidence package for a period, cut from the
 //! verified audit trail ([`gatehouse_compliance::audit::evidence`]), and `--check DIR`
-//! re-checks a package against its manifest.
+//! re-checks a package against its manifest. The admin API's `GET /v1/audit/evidence` builds
+//! the same package through the same function ([`build_package`]) and sends it as one
+//! gzip-compressed tar ([`write_tar_gz`]).
 //!
 //! The trail must verify: otherwise nothing is written and the command exits 1 with the
 //! first bad place. A configuration snapshot is added when `--config` is given or the data
 //! directory holds a node; it lists only what the configuration says (no secrets) and names
 //! what it cannot include.
 
-use std::path::PathBuf;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use gatehouse_compliance::Timestamp;
 use gatehouse_compliance::audit::cli::load_trusted_keys;
-use gatehouse_compliance::audit::evidence::{EvidenceRequest, build_evidence, check_manifest};
+use gatehouse_compliance::audit::evidence::{
+    EvidenceError, EvidenceRequest, EvidenceSummary, build_evidence, check_manifest,
+};
+use gatehouse_compliance::{PublicKey, Timestamp};
 use serde_json::{Value, json};
 
 use crate::config::Config;
+
+/// Longest period one package built by the admin API may cover (the CLI has no limit).
+pub const MAX_PERIOD_DAYS: i64 = 366;
+
+/// What one package is built from: the CLI's flags or the admin endpoint's query.
+pub struct PackageRequest<'a> {
+    /// The audit directory (a copy is enough).
+    pub audit_dir: &'a Path,
+    /// A new (or empty) directory to write the package to.
+    pub out: &'a Path,
+    /// Start of the period (inclusive).
+    pub from: Timestamp,
+    /// End of the period (exclusive).
+    pub to: Timestamp,
+    /// Public keys the trail's key history must start at (`None`: internal consistency only).
+    pub trusted_keys: Option<Vec<PublicKey>>,
+    /// The configuration snapshot to include.
+    pub configuration: Option<Value>,
+    /// Who asked (the OS user, or the API caller's principal).
+    pub operator: Option<String>,
+}
+
+/// Builds an evidence package: the one function behind `gatehouse evidence` and
+/// `GET /v1/audit/evidence`. Nothing is written when the trail does not verify.
+pub fn build_package(req: PackageRequest<'_>) -> Result<EvidenceSummary, EvidenceError> {
+    if !req.audit_dir.join("keys").join("history.jsonl").exists() {
+        return Err(EvidenceError::Input(format!(
+            "no audit trail at {}",
+            req.audit_dir.display()
+        )));
+    }
+    build_evidence(&EvidenceRequest {
+        audit_dir: req.audit_dir,
+        out_dir: req.out,
+        from: req.from,
+        to: req.to,
+        trusted_keys: req.trusted_keys,
+        configuration: req.configuration,
+        generator: format!("gatehouse {}", env!("CARGO_PKG_VERSION")),
+        operator: req.operator,
+    })
+}
+
+/// The period of a package from two RFC 3339 times: `from` before `to`, at most
+/// `max_days` apart (when given). The error is a sentence for the user.
+pub fn period(
+    from: Option<&str>,
+    to: Option<&str>,
+    max_days: Option<i64>,
+) -> Result<(Timestamp, Timestamp), String> {
+    let parse = |name: &str, v: Option<&str>| {
+        let v = v.map(str::trim).filter(|v| !v.is_empty()).ok_or_else(|| {
+            format!("{name} is required: an RFC 3339 time such as 2025-01-01T00:00:00Z")
+        })?;
+        Timestamp::parse_rfc3339(v).map_err(|e| {
+            format!("{name} is not an RFC 3339 time such as 2025-01-01T00:00:00Z ({e})")
+        })
+    };
+    let (from, to) = (parse("from", from)?, parse("to", to)?);
+    if from >= to {
+        return Err("the period is empty: from must be before to".into());
+    }
+    if let Some(days) = max_days {
+        let span = to.unix_micros().saturating_sub(from.unix_micros());
+        if span > days.saturating_mul(86_400_000_000) {
+            return Err(format!(
+                "the period is longer than {days} days: download it in parts, or run `gatehouse evidence` on a copy of the trail"
+            ));
+        }
+    }
+    Ok((from, to))
+}
+
+/// The name of a package's top directory (and, with `.tar.gz`, of its download):
+/// `gatehouse-evidence-<from>-<to>` with the times in basic ISO 8601 (`20250101T000000Z`).
+pub fn package_name(from: Timestamp, to: Timestamp) -> String {
+    let basic = |t: Timestamp| {
+        let s = t.to_rfc3339();
+        // 2025-01-01T00:00:00.000000Z -> 20250101T000000Z
+        let (date_time, _) = s.split_once('.').unwrap_or((s.trim_end_matches('Z'), ""));
+        let mut out: String = date_time
+            .chars()
+            .filter(|c| *c != '-' && *c != ':')
+            .collect();
+        out.push('Z');
+        out
+    };
+    format!("gatehouse-evidence-{}-{}", basic(from), basic(to))
+}
+
+/// Writes every file under `dir` into a gzip-compressed tar, under `prefix/`, sorted by path,
+/// as regular files with mode 0644 and modification time `mtime` (seconds since the epoch).
+pub fn write_tar_gz(dir: &Path, prefix: &str, mtime: u64, out: impl Write) -> io::Result<()> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            let p = e.path();
+            if e.file_type()?.is_dir() {
+                walk(root, &p, out)?;
+            } else if let Ok(rel) = p.strip_prefix(root) {
+                out.push((rel.to_string_lossy().replace('\\', "/"), p));
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files)?;
+    files.sort();
+    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    for (rel, path) in files {
+        let mut file = std::fs::File::open(&path)?;
+        let mut header = tar::Header::new_ustar();
+        header.set_size(file.metadata()?.len());
+        header.set_mode(0o644);
+        header.set_mtime(mtime);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, format!("{prefix}/{rel}"), &mut file)?;
+    }
+    tar.into_inner()?.finish()?.flush()
+}
 
 #[derive(Args, Debug)]
 pub struct EvidenceArgs {
@@ -85,14 +211,13 @@ pub fn run(args: EvidenceArgs) -> Result<()> {
     };
     let configuration = configuration_snapshot(&args)?;
     let started = std::time::Instant::now();
-    let summary = build_evidence(&EvidenceRequest {
+    let summary = build_package(PackageRequest {
         audit_dir: &audit_dir,
-        out_dir: &out,
+        out: &out,
         from,
         to,
         trusted_keys: trusted,
         configuration,
-        generator: format!("gatehouse {}", env!("CARGO_PKG_VERSION")),
         operator: std::env::var("USER").ok(),
     })
     .context("EVIDENCE REFUSED")?;
@@ -121,15 +246,29 @@ fn configuration_snapshot(args: &EvidenceArgs) -> Result<Option<Value>> {
     );
     let c = Config::load(args.config.as_deref(), overrides)
         .context("cannot load the configuration for the snapshot")?;
-    let g = &c.gateway;
-    let fingerprint = std::fs::read_to_string(args.data_dir.join("keys/master.fingerprint"))
+    Ok(Some(configuration_of(
+        &c,
+        args.config.as_deref(),
+        "the effective configuration from the embedded defaults, the config file and the environment of this command; flags given to `serve` itself are not visible here",
+    )))
+}
+
+/// The configuration snapshot of `c` (no secrets); `note` says where it comes from. `serve`
+/// hands its own to the admin API, so downloaded packages carry the configuration the node
+/// runs with.
+pub fn configuration_of(c: &Config, config_file: Option<&Path>, note: &str) -> Value {
+    let node_id = std::fs::read_to_string(c.data_dir.join("node-id"))
         .ok()
         .map(|s| s.trim().to_owned());
-    Ok(Some(json!({
+    let fingerprint = std::fs::read_to_string(c.data_dir.join("keys/master.fingerprint"))
+        .ok()
+        .map(|s| s.trim().to_owned());
+    let g = &c.gateway;
+    json!({
         "source": {
-            "configFile": args.config.as_ref().map(|p| p.display().to_string()),
+            "configFile": config_file.map(|p| p.display().to_string()),
             "dataDir": c.data_dir.display().to_string(),
-            "note": "the effective configuration from the embedded defaults, the config file and the environment of this command; flags given to `serve` itself are not visible here",
+            "note": note,
         },
         "node": { "nodeId": node_id, "masterKeyFingerprint": fingerprint },
         "gateway": {
@@ -165,5 +304,80 @@ fn configuration_snapshot(args: &EvidenceArgs) -> Result<Option<Value>> {
             "SCRAM users: kept in _gatehouse_users; user changes are in populations/access-changes (kafka.AlterUserScramCredentials)",
             "per-topic encryption and schema validation: kept in _gatehouse_topics; their changes are in populations/admin-changes (kafka.CreateTopics, kafka.AlterConfigs, kafka.IncrementalAlterConfigs)",
         ],
-    })))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_are_validated() {
+        let (f, t) = period(
+            Some("2025-01-01T00:00:00Z"),
+            Some("2025-01-02T00:00:00Z"),
+            Some(1),
+        )
+        .expect("one day");
+        assert!(f < t);
+        assert_eq!(
+            package_name(f, t),
+            "gatehouse-evidence-20250101T000000Z-20250102T000000Z"
+        );
+        for (from, to, why) in [
+            (None, Some("2025-01-02T00:00:00Z"), "from is required"),
+            (Some("2025-01-01T00:00:00Z"), Some(""), "to is required"),
+            (
+                Some("yesterday"),
+                Some("2025-01-02T00:00:00Z"),
+                "not an RFC 3339",
+            ),
+            (
+                Some("2025-01-02T00:00:00Z"),
+                Some("2025-01-01T00:00:00Z"),
+                "period is empty",
+            ),
+            (
+                Some("2025-01-01T00:00:00Z"),
+                Some("2025-01-02T00:00:01Z"),
+                "longer than 1 days",
+            ),
+        ] {
+            let e = period(from, to, Some(1)).expect_err(why);
+            assert!(e.contains(why), "{e}");
+        }
+        assert!(
+            period(
+                Some("2000-01-01T00:00:00Z"),
+                Some("2025-01-01T00:00:00Z"),
+                None
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn packages_tar_sorted_under_a_prefix() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(dir.path().join("populations")).expect("mkdir");
+        std::fs::write(dir.path().join("manifest.json"), b"{}").expect("write");
+        std::fs::write(dir.path().join("populations/a.csv"), b"x,y\r\n").expect("write");
+        let mut gz = Vec::new();
+        write_tar_gz(dir.path(), "pkg", 1_700_000_000, &mut gz).expect("tar");
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&gz[..]));
+        let mut names = Vec::new();
+        for e in archive.entries().expect("entries") {
+            let mut e = e.expect("entry");
+            let name = e.path().expect("path").display().to_string();
+            assert_eq!(e.header().mode().expect("mode"), 0o644);
+            assert_eq!(e.header().mtime().expect("mtime"), 1_700_000_000);
+            let mut body = Vec::new();
+            io::Read::read_to_end(&mut e, &mut body).expect("read");
+            if name == "pkg/populations/a.csv" {
+                assert_eq!(body, b"x,y\r\n");
+            }
+            names.push(name);
+        }
+        assert_eq!(names, ["pkg/manifest.json", "pkg/populations/a.csv"]);
+    }
 }

@@ -91,7 +91,8 @@ fn http(
     } else {
         rest.to_string()
     };
-    eprintln!("{method} {path} -> {code} {}", &body[..body.len().min(300)]);
+    let shown: String = body.chars().take(300).collect();
+    eprintln!("{method} {path} -> {code} {shown}");
     (code, head, body)
 }
 
@@ -138,10 +139,14 @@ fn produce(b: &Broker, topic: &str, n: usize, tag: &str) {
     let p: FutureProducer = c.create().unwrap();
     let rt = runtime();
     for i in 0..n {
-        rt.block_on(p.send(
-            FutureRecord::<(), _>::to(topic).payload(&format!("{tag}-{i}")),
-            Duration::from_secs(30),
-        ))
+        rt.block_on(
+            p.send(
+                FutureRecord::<(), _>::to(topic)
+                    .partition(0)
+                    .payload(&format!("{tag}-{i}")),
+                Duration::from_secs(30),
+            ),
+        )
         .unwrap_or_else(|e| panic!("produce {tag}-{i}: {:?}", e.0));
     }
 }
@@ -346,6 +351,18 @@ fn topics_groups_users_acls_as_the_caller() {
     produce(&b, &topic, 3, "b");
     let g = call(&b, "GET", &format!("/v1/groups/{group}"), ADMIN, None, 200);
     assert_eq!(g["total_lag"], 3, "{g}");
+    // Partition 1 (assigned, empty) is listed whether or not the consumer committed it; when
+    // not committed it has no offset and no lag.
+    let p1 = g["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["partition"] == 1)
+        .unwrap_or_else(|| panic!("assigned partition 1 is listed: {g}"));
+    assert!(
+        p1["committed_offset"].is_null() == p1["lag"].is_null(),
+        "{g}"
+    );
     drop(consumer);
     call(&b, "GET", "/v1/groups/no-such-group-xyz", ADMIN, None, 404);
 
@@ -658,6 +675,13 @@ fn openapi_describes_every_route_and_status() {
         body,
         want,
     };
+    // The last hour and the next: the evidence package covers this test's own events.
+    let now = gatehouse_compliance::Timestamp::now().unix_micros();
+    let evidence = format!(
+        "/v1/audit/evidence?from={}&to={}",
+        gatehouse_compliance::Timestamp::from_unix_micros(now - 3_600_000_000).to_rfc3339(),
+        gatehouse_compliance::Timestamp::from_unix_micros(now + 3_600_000_000).to_rfc3339()
+    );
     let plan: Vec<(&str, &str, Probe)> = vec![
         ("GET", "/health", probe("/health", None, 200)),
         ("GET", "/metrics", probe("/metrics", None, 200)),
@@ -690,6 +714,11 @@ fn openapi_describes_every_route_and_status() {
                 200,
             ),
         ),
+        (
+            "GET",
+            "/v1/topics/{name}/messages",
+            probe(&format!("/v1/topics/{topic}/messages"), None, 200),
+        ),
         ("GET", "/v1/groups", probe("/v1/groups", None, 200)),
         (
             "GET",
@@ -714,6 +743,18 @@ fn openapi_describes_every_route_and_status() {
             probe("/v1/acls", Some(acl.clone()), 201),
         ),
         ("GET", "/v1/acls", probe("/v1/acls", None, 200)),
+        (
+            "POST",
+            "/v1/authz/explain",
+            probe(
+                "/v1/authz/explain",
+                Some(
+                    json!({"principal": format!("User:{user}"), "resource_type": "topic",
+                    "resource_name": topic, "operation": "read"}),
+                ),
+                200,
+            ),
+        ),
         ("DELETE", "/v1/acls", probe("/v1/acls", Some(acl), 200)),
         ("GET", "/v1/roles", probe("/v1/roles", None, 200)),
         (
@@ -766,6 +807,7 @@ fn openapi_describes_every_route_and_status() {
                 200,
             ),
         ),
+        ("GET", "/v1/audit/evidence", probe(&evidence, None, 200)),
     ];
     let planned: BTreeMap<(String, String), &Probe> = plan
         .iter()
@@ -1252,4 +1294,658 @@ fn audit_trail_through_the_admin_api() {
         422,
     );
     call(&b, "GET", "/v1/audit/events?limit=0", auditor, None, 422);
+}
+
+/// `GET /v1/topics/{name}/messages` reads through the gateway's fetch path as the caller:
+/// plaintext and wire-format values with their keys and headers, the last records by default
+/// and pages from an offset; on an encrypted topic with `gatehouse.encryption.readers=role`
+/// the admin (a super user, which does not imply the role) gets the ciphertext marked
+/// `encrypted` until it is bound to `plaintext-reader`, then plaintext, while a reader with
+/// READ but without the role keeps getting ciphertext. Bad parameters 422, unknown topic or
+/// partition 404, no READ 403. `GET /v1/topics/{name}` counts the records the data guard
+/// refused (`rejected_records`).
+#[test]
+fn topic_messages_as_the_caller_sees_them() {
+    let b = serve();
+    let plain = unique("msg-plain");
+    let secret = unique("msg-secret");
+    let guarded = unique("msg-guarded");
+    for (name, configs) in [
+        (&plain, json!({})),
+        (
+            &secret,
+            json!({"gatehouse.encryption": "true", "gatehouse.encryption.readers": "role"}),
+        ),
+        (
+            &guarded,
+            json!({"confluent.value.schema.validation": "true"}),
+        ),
+    ] {
+        call(
+            &b,
+            "POST",
+            "/v1/topics",
+            ADMIN,
+            Some(json!({"name": name, "partitions": 1, "configs": configs})),
+            201,
+        );
+    }
+    // The governance configs reach the gateway with the creation, asynchronously: produce
+    // only once it applies them (a record produced before would be stored in clear).
+    for (name, key, want) in [
+        (&secret, "encryption", json!(true)),
+        (&guarded, "value_validation", json!("schema-id")),
+    ] {
+        poll_until(OP_DEADLINE, "the topic's governance applies", || {
+            let d = call(&b, "GET", &format!("/v1/topics/{name}"), ADMIN, None, 200);
+            (d["governance"][key] == want).then_some(())
+        });
+    }
+    let mut c = kafka_config(&b);
+    c.set("message.timeout.ms", "30000").set("linger.ms", "5");
+    let producer: FutureProducer = c.create().unwrap();
+    let wire = [&[0u8, 0, 0, 0, 42][..], br#"{"id":1}"#].concat();
+    let mut recs: Vec<Rec> = (0..30)
+        .map(|i| Rec {
+            partition: Some(0),
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(format!("plain-{i}").into_bytes()),
+            headers: vec![
+                ("trace".to_string(), Some(b"t-1".to_vec())),
+                ("bin".to_string(), Some(vec![0xff, 0xfe])),
+            ],
+            ..Rec::default()
+        })
+        .collect();
+    recs.push(Rec {
+        partition: Some(0),
+        value: Some(wire),
+        ..Rec::default()
+    });
+    produce_all(&producer, &plain, &recs).unwrap();
+    produce_all(
+        &producer,
+        &secret,
+        &[Rec {
+            partition: Some(0),
+            value: Some(b"card-holder data".to_vec()),
+            ..Rec::default()
+        }],
+    )
+    .unwrap();
+    assert!(
+        produce_all(&producer, &guarded, &[Rec::value("not in wire format")]).is_err(),
+        "the poison pill is refused"
+    );
+
+    // The last 20 records by default, oldest first.
+    let page = call(
+        &b,
+        "GET",
+        &format!("/v1/topics/{plain}/messages"),
+        ADMIN,
+        None,
+        200,
+    );
+    let records = page["records"].as_array().unwrap();
+    let offsets: Vec<i64> = records
+        .iter()
+        .map(|r| r["offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(offsets, (11..31).collect::<Vec<_>>(), "{page}");
+    assert_eq!(page["latest_offset"], 31, "{page}");
+    assert_eq!(page["earliest_offset"], 0, "{page}");
+    assert_eq!(page["next_offset"], 31, "{page}");
+    let first = &records[0];
+    assert_eq!(first["value"]["data"], "plain-11", "{first}");
+    assert_eq!(first["value"]["encoding"], "text", "{first}");
+    assert_eq!(first["value"]["encrypted"], false, "{first}");
+    assert_eq!(first["value"]["schema_id"], Value::Null, "{first}");
+    assert_eq!(first["key"]["data"], "k11", "{first}");
+    assert!(
+        first["timestamp"].as_i64().unwrap() > 1_600_000_000_000,
+        "{first}"
+    );
+    assert_eq!(first["headers"][0]["name"], "trace", "{first}");
+    assert_eq!(first["headers"][0]["value"], "t-1", "{first}");
+    assert_eq!(first["headers"][1]["name"], "bin", "{first}");
+    assert_eq!(first["headers"][1]["encoding"], "base64", "{first}");
+    let last = &records[19];
+    assert_eq!(last["value"]["schema_id"], 42, "{last}");
+    assert_eq!(last["value"]["encoding"], "base64", "{last}");
+    assert_eq!(last["key"], Value::Null, "{last}");
+
+    // Pages from an offset.
+    let page = call(
+        &b,
+        "GET",
+        &format!("/v1/topics/{plain}/messages?partition=0&offset=3&limit=5"),
+        ADMIN,
+        None,
+        200,
+    );
+    let values: Vec<&str> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"]["data"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        ["plain-3", "plain-4", "plain-5", "plain-6", "plain-7"],
+        "{page}"
+    );
+    assert_eq!(page["next_offset"], 8, "{page}");
+    let page = call(
+        &b,
+        "GET",
+        &format!("/v1/topics/{plain}/messages?offset=29&limit=100"),
+        ADMIN,
+        None,
+        200,
+    );
+    assert_eq!(page["records"].as_array().unwrap().len(), 2, "{page}");
+    let page = call(
+        &b,
+        "GET",
+        &format!("/v1/topics/{plain}/messages?offset=31"),
+        ADMIN,
+        None,
+        200,
+    );
+    assert_eq!(page["records"], json!([]), "{page}");
+
+    // Bad parameters, unknown topic or partition.
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "partition=-1",
+        "offset=abc",
+        "offset=-3",
+        "offest=1",
+    ] {
+        let e = call(
+            &b,
+            "GET",
+            &format!("/v1/topics/{plain}/messages?{bad}"),
+            ADMIN,
+            None,
+            422,
+        );
+        assert_eq!(e["error_code"], 42212, "{bad}: {e}");
+    }
+    let e = call(
+        &b,
+        "GET",
+        &format!("/v1/topics/{plain}/messages?partition=3"),
+        ADMIN,
+        None,
+        404,
+    );
+    assert!(
+        e["message"].as_str().unwrap().contains("no partition 3"),
+        "{e}"
+    );
+    call(
+        &b,
+        "GET",
+        "/v1/topics/no-such-topic-xyz/messages",
+        ADMIN,
+        None,
+        404,
+    );
+    call(
+        &b,
+        "GET",
+        &format!("/v1/topics/{plain}/messages"),
+        Auth::None,
+        None,
+        401,
+    );
+
+    // Encrypted with readers=role: the admin is a super user, which does not imply the role.
+    let value_of = |who: Auth<'_>| {
+        let page = call(
+            &b,
+            "GET",
+            &format!("/v1/topics/{secret}/messages"),
+            who,
+            None,
+            200,
+        );
+        assert_eq!(page["records"].as_array().unwrap().len(), 1, "{page}");
+        page["records"][0].clone()
+    };
+    let r = value_of(ADMIN);
+    assert_eq!(r["value"]["encrypted"], true, "{r}");
+    assert_ne!(r["value"]["data"], "card-holder data", "{r}");
+    assert!(
+        r["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["name"] == "gatehouse.enc"),
+        "{r}"
+    );
+    call(
+        &b,
+        "POST",
+        "/v1/roles",
+        ADMIN,
+        Some(
+            json!({"principal": "User:admin", "role": "plaintext-reader",
+            "resource_type": "topic", "resource_name": secret, "pattern_type": "literal"}),
+        ),
+        200,
+    );
+    let r = poll_until(OP_DEADLINE, "the admin reads plaintext", || {
+        let r = value_of(ADMIN);
+        (r["value"]["encrypted"] == false).then_some(r)
+    });
+    assert_eq!(r["value"]["data"], "card-holder data", "{r}");
+    assert_eq!(r["value"]["encoding"], "text", "{r}");
+
+    // A reader with READ on the topic but without the role gets the ciphertext.
+    call(
+        &b,
+        "POST",
+        "/v1/users",
+        ADMIN,
+        Some(json!({"name": "reader1", "password": "reader1-pw"})),
+        201,
+    );
+    let reader = Auth::Basic("reader1", "reader1-pw");
+    call(
+        &b,
+        "GET",
+        &format!("/v1/topics/{secret}/messages"),
+        reader,
+        None,
+        403,
+    );
+    call(
+        &b,
+        "POST",
+        "/v1/acls",
+        ADMIN,
+        Some(
+            json!({"principal": "User:reader1", "resource_type": "topic",
+            "resource_name": secret, "operation": "read"}),
+        ),
+        201,
+    );
+    let r = poll_until(OP_DEADLINE, "the reader may read", || {
+        let (code, _, text) = http(
+            b.admin_addr(),
+            "GET",
+            &format!("/v1/topics/{secret}/messages"),
+            reader,
+            None,
+        );
+        (code == 200).then(|| serde_json::from_str::<Value>(&text).unwrap())
+    });
+    let v = &r["records"][0]["value"];
+    assert_eq!(v["encrypted"], true, "{r}");
+    assert_eq!(v["encoding"], "base64", "{r}");
+    assert_eq!(v["schema_id"], Value::Null, "{r}");
+    call(
+        &b,
+        "GET",
+        &format!("/v1/topics/{plain}/messages"),
+        reader,
+        None,
+        403,
+    );
+
+    // The data guard's refusals are counted per topic.
+    let d = call(
+        &b,
+        "GET",
+        &format!("/v1/topics/{guarded}"),
+        ADMIN,
+        None,
+        200,
+    );
+    assert_eq!(d["rejected_records"], 1, "{d}");
+    let d = call(&b, "GET", &format!("/v1/topics/{plain}"), ADMIN, None, 200);
+    assert_eq!(d["rejected_records"], 0, "{d}");
+}
+/// One GET to the admin listener with the raw body: (status, lower-cased head, body bytes).
+fn http_bytes(addr: SocketAddr, path: &str, auth: Auth<'_>) -> (u16, String, Vec<u8>) {
+    use base64::Engine;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Auth::Basic(u, p) = auth {
+        let enc = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+        req.push_str(&format!("Authorization: Basic {enc}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("http response");
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    assert!(
+        !head.contains("transfer-encoding: chunked"),
+        "the package is sent with a length: {head}"
+    );
+    (code, head, raw[split + 4..].to_vec())
+}
+
+/// `POST /v1/authz/explain`: the gateway's authorizer explains ALLOWs (ACL and role
+/// bindings), a DENY that wins over an ALLOW, deny by default, internal topics and super
+/// users; the caller needs DESCRIBE on the cluster; every call is in the trail. Keys show
+/// their rotation history with who rotated. `GET /v1/audit/evidence`: an auditor downloads the
+/// period's package as a .tar.gz that unpacks into a package `gatehouse evidence --check`
+/// accepts, holding the download's own access event; bad periods are 422.
+#[test]
+fn explain_keys_history_and_evidence_download() {
+    let b = serve();
+    let bob = unique("bob");
+    let topic = unique("ex-orders");
+    let pay = unique("ex-pay");
+    for (name, pw) in [(bob.as_str(), "bob-pass-1"), ("auditor2", "auditor-pass-2")] {
+        call(
+            &b,
+            "POST",
+            "/v1/users",
+            ADMIN,
+            Some(json!({"name": name, "password": pw})),
+            201,
+        );
+    }
+    let principal = format!("User:{bob}");
+    for acl in [
+        json!({"principal": principal, "resource_type": "topic", "resource_name": topic,
+               "operation": "read"}),
+        json!({"principal": principal, "resource_type": "topic", "resource_name": pay,
+               "operation": "write"}),
+        json!({"principal": principal, "resource_type": "topic", "resource_name": "ex-pay",
+               "pattern_type": "prefixed", "operation": "write", "permission": "deny"}),
+    ] {
+        call(&b, "POST", "/v1/acls", ADMIN, Some(acl), 201);
+    }
+    call(
+        &b,
+        "POST",
+        "/v1/roles",
+        ADMIN,
+        Some(json!({"principal": principal, "role": "developer-read",
+                    "resource_type": "group", "resource_name": "ex-", "pattern_type": "prefixed"})),
+        200,
+    );
+    call(
+        &b,
+        "POST",
+        "/v1/roles",
+        ADMIN,
+        Some(json!({"principal": "User:auditor2", "role": "auditor",
+                    "resource_type": "cluster", "resource_name": "kafka-cluster"})),
+        200,
+    );
+    let explain =
+        |body: Value, want: u16| call(&b, "POST", "/v1/authz/explain", ADMIN, Some(body), want);
+    let ask = |rt: &str, name: &str, op: &str| {
+        explain(
+            json!({"principal": principal, "resource_type": rt, "resource_name": name,
+                   "operation": op}),
+            200,
+        )
+    };
+
+    // An ALLOW by an ACL binding, named with its pattern type, permission and source.
+    let a = ask("topic", &topic, "read");
+    assert_eq!(a["decision"], "allow", "{a}");
+    let m = &a["matched"][0];
+    assert_eq!(
+        (
+            m["source"].as_str(),
+            m["permission"].as_str(),
+            m["pattern_type"].as_str()
+        ),
+        (Some("acl"), Some("ALLOW"), Some("LITERAL")),
+        "{a}"
+    );
+    assert_eq!(m["resource_name"], topic.as_str());
+    assert_eq!(m["resource_type"], "TOPIC");
+    assert!(a["considered"].as_u64().unwrap() >= 3, "{a}");
+    // READ implies DESCRIBE.
+    let a = ask("topic", &topic, "describe");
+    assert_eq!(a["decision"], "allow");
+    assert!(a["reason"].as_str().unwrap().contains("implies"), "{a}");
+    // The prefixed DENY wins over the literal ALLOW, and says so.
+    let a = ask("topic", &pay, "write");
+    assert_eq!(a["decision"], "deny", "{a}");
+    assert_eq!(a["matched"][0]["permission"], "DENY");
+    assert_eq!(a["matched"][0]["pattern_type"], "PREFIXED");
+    assert_eq!(a["overridden"][0]["permission"], "ALLOW");
+    assert_eq!(a["overridden"][0]["resource_name"], pay.as_str());
+    assert!(a["reason"].as_str().unwrap().contains("wins over"), "{a}");
+    // Deny by default.
+    let a = ask("topic", "ex-nothing", "read");
+    assert_eq!(a["decision"], "deny");
+    assert!(a["matched"].as_array().unwrap().is_empty());
+    assert!(
+        a["reason"].as_str().unwrap().contains("no binding allows"),
+        "{a}"
+    );
+    // A role binding.
+    let a = ask("group", "ex-group-1", "read");
+    assert_eq!(a["decision"], "allow", "{a}");
+    assert_eq!(a["matched"][0]["source"], "role");
+    assert_eq!(a["matched"][0]["role"], "developer-read");
+    // The gateway's own rule for internal topics, and super users.
+    let a = explain(
+        json!({"principal": "User:admin", "resource_type": "topic", "resource_name": "_schemas",
+               "operation": "read"}),
+        200,
+    );
+    assert_eq!(a["decision"], "deny");
+    assert!(
+        a["reason"].as_str().unwrap().contains("internal topic"),
+        "{a}"
+    );
+    let a = explain(
+        json!({"principal": "User:admin", "resource_type": "cluster", "operation": "alter"}),
+        200,
+    );
+    assert_eq!(
+        (a["decision"].as_str(), a["super_user"].as_bool()),
+        (Some("allow"), Some(true))
+    );
+    // Bad questions, and who may ask.
+    explain(json!({"resource_type": "topic", "operation": "read"}), 422);
+    explain(
+        json!({"principal": principal, "resource_type": "topic", "resource_name": "t",
+               "operation": "fly"}),
+        422,
+    );
+    let q = json!({"principal": principal, "resource_type": "topic", "resource_name": topic,
+                   "operation": "read"});
+    call(
+        &b,
+        "POST",
+        "/v1/authz/explain",
+        Auth::Basic(&bob, "bob-pass-1"),
+        Some(q.clone()),
+        403,
+    );
+    call(&b, "POST", "/v1/authz/explain", Auth::None, Some(q), 401);
+    let events = audit_events(&b);
+    let explained: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["data"]["method"] == "authz.explain")
+        .collect();
+    assert!(
+        explained.iter().any(|e| e["data"]["granted"] == true
+            && e["data"]["principal"] == "User:admin"
+            && e["data"]["attributes"]["explainDecision"] == "deny"
+            && e["data"]["attributes"]["explainResource"] == format!("Topic:{pay}")),
+        "{explained:?}"
+    );
+    assert!(
+        explained
+            .iter()
+            .any(|e| e["data"]["granted"] == false && e["data"]["principal"] == principal),
+        "{explained:?}"
+    );
+
+    // Keys: the rotation history names each version, when, and who.
+    let key = unique("ex-key");
+    call(
+        &b,
+        "POST",
+        "/v1/keys",
+        ADMIN,
+        Some(json!({"name": key})),
+        201,
+    );
+    call(
+        &b,
+        "POST",
+        &format!("/v1/keys/{key}/rotate"),
+        ADMIN,
+        None,
+        200,
+    );
+    let k = call(&b, "GET", &format!("/v1/keys/{key}"), ADMIN, None, 200);
+    let history = k["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{k}");
+    assert_eq!(history[0]["action"], "created");
+    assert_eq!(history[1]["action"], "rotated");
+    assert_eq!(history[1]["by"], "User:admin");
+    assert_eq!(k["versions"][1]["created_by"], "User:admin");
+    assert_eq!(k["rotated"], history[1]["time"]);
+    let listed = call(&b, "GET", "/v1/keys", ADMIN, None, 200);
+    assert!(
+        listed["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["name"] == key.as_str() && x["history"].as_array().unwrap().len() == 2),
+        "{listed}"
+    );
+
+    // Evidence: bad periods, then a download that verifies.
+    let auditor = Auth::Basic("auditor2", "auditor-pass-2");
+    let now = gatehouse_compliance::Timestamp::now().unix_micros();
+    let at = |offset_s: i64| {
+        gatehouse_compliance::Timestamp::from_unix_micros(now + offset_s * 1_000_000).to_rfc3339()
+    };
+    for (q, why) in [
+        (String::new(), "from is required"),
+        (format!("?from={}", at(-60)), "to is required"),
+        (format!("?from=yesterday&to={}", at(60)), "RFC 3339"),
+        (
+            format!("?from={}&to={}", at(60), at(-60)),
+            "period is empty",
+        ),
+        (
+            format!("?from={}&to={}", at(-400 * 86_400), at(60)),
+            "longer than 366 days",
+        ),
+    ] {
+        let e = call(
+            &b,
+            "GET",
+            &format!("/v1/audit/evidence{q}"),
+            auditor,
+            None,
+            422,
+        );
+        assert!(e["message"].as_str().unwrap().contains(why), "{e}");
+    }
+    let path = format!("/v1/audit/evidence?from={}&to={}", at(-3600), at(3600));
+    call(&b, "GET", &path, Auth::Basic(&bob, "bob-pass-1"), None, 403);
+    call(&b, "GET", &path, Auth::None, None, 401);
+    let (code, head, body) = http_bytes(b.admin_addr(), &path, auditor);
+    assert_eq!(code, 200, "{head} {}", String::from_utf8_lossy(&body));
+    assert!(head.contains("content-type: application/gzip"), "{head}");
+    assert!(
+        head.contains("content-disposition: attachment; filename=\"gatehouse-evidence-"),
+        "{head}"
+    );
+    assert!(
+        head.contains("x-gatehouse-evidence-verdict: passed"),
+        "{head}"
+    );
+    let out = b.scratch_dir().join("evidence-download");
+    tar::Archive::new(flate2::read::GzDecoder::new(&body[..]))
+        .unpack(&out)
+        .unwrap();
+    let tops: Vec<_> = std::fs::read_dir(&out).unwrap().collect();
+    assert_eq!(tops.len(), 1, "one top directory");
+    let pkg = tops[0].as_ref().unwrap().path();
+    assert!(
+        pkg.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("gatehouse-evidence-")
+    );
+    // The package verifies as the CLI's does.
+    let check = std::process::Command::new(gatehouse_bin())
+        .args(["evidence", "--check", pkg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    gatehouse_compliance::audit::evidence::check_manifest(&pkg).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(pkg.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["verdict"], "PASSED");
+    assert_eq!(manifest["operator"], "User:auditor2");
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(pkg.join("configuration.json")).unwrap()).unwrap();
+    assert_eq!(cfg["included"], true, "{cfg}");
+    // The checkpoint was signed after the download was recorded: the package holds it.
+    let access: Value = serde_json::from_slice(
+        &std::fs::read(pkg.join("populations").join("audit-access.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        access.as_array().unwrap().iter().any(|e| {
+            e["data"]["method"] == "audit.evidence" && e["data"]["principal"] == "User:auditor2"
+        }),
+        "{access}"
+    );
+    let changes: Value = serde_json::from_slice(
+        &std::fs::read(pkg.join("populations").join("access-changes.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        changes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["data"]["method"] == "kafka.CreateAcls"),
+        "{changes}"
+    );
+    // No secret in any file of the package.
+    let mut dirs = vec![pkg.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+            for secret in ["auditor-pass-2", "bob-pass-1", ADMIN_PASSWORD] {
+                assert!(!text.contains(secret), "{}", p.display());
+            }
+        }
+    }
 }

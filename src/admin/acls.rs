@@ -49,7 +49,7 @@ fn parse_enum<T: Copy>(
         })
 }
 
-fn resource_type(text: &str) -> Result<ResourceType, String> {
+pub(super) fn resource_type(text: &str) -> Result<ResourceType, String> {
     parse_enum(
         text,
         "resource_type",
@@ -69,7 +69,7 @@ fn pattern_type(text: &str) -> Result<PatternType, String> {
     )
 }
 
-fn operation(text: &str) -> Result<Operation, String> {
+pub(super) fn operation(text: &str) -> Result<Operation, String> {
     parse_enum(
         text,
         "operation",
@@ -90,7 +90,7 @@ fn permission(text: &str) -> Result<Permission, String> {
 }
 
 /// Kafka's upper-case spelling of a resource type (`TOPIC`, `TRANSACTIONAL_ID`).
-fn type_label(code: i8) -> String {
+pub(super) fn type_label(code: i8) -> String {
     match ResourceType::from_i8(code) {
         Some(ResourceType::TransactionalId) => "TRANSACTIONAL_ID".to_string(),
         Some(ResourceType::DelegationToken) => "DELEGATION_TOKEN".to_string(),

@@ -162,31 +162,55 @@ pub(super) async fn describe(
     if g.group_state.as_str() == "Dead" && g.members.is_empty() && committed.is_empty() {
         return kafka_fail(69, None);
     }
+    // Partitions assigned to a member but never committed are listed too, with no committed
+    // offset and no lag (where such a consumer starts depends on its `auto.offset.reset`,
+    // which the server does not know), as `kafka-consumer-groups --describe` shows them.
+    let mut assigned: BTreeMap<(String, i32), ()> = BTreeMap::new();
+    for m in &members {
+        if let Some(a) = m["assignment"].as_object() {
+            for (topic, parts) in a {
+                for p in parts.as_array().into_iter().flatten() {
+                    if let Some(p) = p.as_i64().and_then(|p| i32::try_from(p).ok()) {
+                        assigned.insert((topic.clone(), p), ());
+                    }
+                }
+            }
+        }
+    }
     let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-    for (t, p) in committed.keys() {
-        by_topic.entry(t.clone()).or_default().push(*p);
+    for (t, p) in committed.keys().chain(assigned.keys()) {
+        let parts = by_topic.entry(t.clone()).or_default();
+        if !parts.contains(p) {
+            parts.push(*p);
+        }
     }
     let marks = match watermarks(&k, &by_topic).await {
         Ok(m) => m,
         Err(r) => return r,
     };
     let mut total_lag: i64 = 0;
+    let uncommitted = assigned
+        .keys()
+        .filter(|k| !committed.contains_key(*k))
+        .map(|k| (k, None));
     let offsets: Vec<Value> = committed
         .iter()
+        .map(|(k, o)| (k, Some(*o)))
+        .chain(uncommitted)
         .map(|((topic, partition), offset)| {
             let end = marks
                 .get(&(topic.clone(), *partition))
                 .and_then(|(_, hi)| *hi);
-            let lag = match (end, *offset) {
-                (Some(e), o) if o >= 0 => Some((e - o).max(0)),
-                (Some(e), _) => Some(e.max(0)),
-                (None, _) => None,
+            let lag = match (end, offset) {
+                (Some(e), Some(o)) if o >= 0 => Some((e - o).max(0)),
+                (Some(e), Some(_)) => Some(e.max(0)),
+                _ => None,
             };
             total_lag = total_lag.saturating_add(lag.unwrap_or(0));
             json!({
                 "topic": topic,
                 "partition": partition,
-                "committed_offset": (*offset >= 0).then_some(*offset),
+                "committed_offset": offset.filter(|o| *o >= 0),
                 "log_end_offset": end,
                 "lag": lag,
             })

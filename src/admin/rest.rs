@@ -54,8 +54,14 @@ pub struct RestApi {
     pub tokens: Option<Arc<dyn TokenValidator>>,
     /// The schema registry's base URL (`https://host:port`).
     pub registry_url: Option<String>,
+    /// The CA (PEM) the registry's certificate is checked against when the console calls it
+    /// as the user; `None`, or a missing file: the system's roots.
+    pub registry_ca: Option<std::path::PathBuf>,
     /// The listeners shown by `GET /v1/cluster`: (name, address).
     pub listeners: Vec<(String, String)>,
+    /// The console's SSO login (OIDC authorization-code flow), when `[console]
+    /// oidc_client_id` is set.
+    pub console_sso: Option<super::console::ConsoleSso>,
 }
 
 impl super::Admin {
@@ -530,7 +536,7 @@ pub(super) fn sb(text: &str) -> StrBytes {
 pub(super) fn routes() -> axum::Router<AdminState> {
     use axum::routing::{get, patch};
 
-    use super::{acls, cluster, groups, openapi, topics, users};
+    use super::{acls, cluster, explain, groups, messages, openapi, topics, users};
     axum::Router::new()
         .route("/openapi.json", get(openapi::document))
         .route("/v1/cluster", get(cluster::cluster))
@@ -541,6 +547,7 @@ pub(super) fn routes() -> axum::Router<AdminState> {
             get(topics::describe).delete(topics::delete),
         )
         .route("/v1/topics/{name}/configs", patch(topics::alter_configs))
+        .route("/v1/topics/{name}/messages", get(messages::list))
         .route("/v1/groups", get(groups::list))
         .route("/v1/groups/{id}", get(groups::describe))
         .route("/v1/users", get(users::list).post(users::create))
@@ -549,6 +556,7 @@ pub(super) fn routes() -> axum::Router<AdminState> {
             "/v1/acls",
             get(acls::list).post(acls::create).delete(acls::delete),
         )
+        .route("/v1/authz/explain", axum::routing::post(explain::explain))
 }
 
 #[cfg(test)]

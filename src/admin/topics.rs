@@ -317,6 +317,7 @@ pub(super) async fn describe(
         "internal": t.is_internal,
         "topic_id": t.topic_id.to_string(),
         "partitions": partitions,
+        "rejected_records": rejected_records(&s, &name),
     });
     match configs.get(&name) {
         Some(r) if r.error_code == 0 => {
@@ -352,6 +353,16 @@ pub(super) async fn describe(
         }
     }
     Json(out).into_response()
+}
+
+/// Records of `topic` this node's gateway refused by its data policy since start (schema
+/// validation, data contracts, PAN guard: the poison pills), from the gateway's counters
+/// (`gatehouse_gateway_rejected_records_total`); `None` when no gateway is attached.
+fn rejected_records(s: &AdminState, topic: &str) -> Option<u64> {
+    let snapshot = super::lock_slot(&s.gateway)
+        .as_ref()
+        .map(gatehouse_gateway::Gateway::metrics)?;
+    Some(snapshot.rejected_records.get(topic).copied().unwrap_or(0))
 }
 
 /// A config value from JSON: strings as they are, numbers and booleans as text.
