@@ -129,6 +129,40 @@ impl Default for RegistryTuning {
     }
 }
 
+/// Web console settings, `[console]` in the config file (docs/console.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleTuning {
+    /// Client id of the console at the OIDC issuer (`oidc_issuer`); empty: no SSO login. The
+    /// client secret comes from `GATEHOUSE_CONSOLE_OIDC_CLIENT_SECRET` or
+    /// `oidc_client_secret_file`, never from the config itself.
+    pub oidc_client_id: String,
+    /// File holding the client secret (first line); used when the environment variable is
+    /// unset. Neither set: a public client (PKCE only).
+    pub oidc_client_secret_file: String,
+    /// Scopes requested besides `openid` (e.g. what the gateway's audience needs).
+    pub oidc_scopes: Vec<String>,
+    /// Send `resource=<oidc_audience>` (RFC 8707) in the authorization request, so the access
+    /// token is issued for the gateway.
+    pub oidc_resource_indicator: bool,
+    /// Base URL of the admin listener as the browser reaches it (e.g.
+    /// `https://gatehouse.example.com`); the redirect URI is `<public_url>/console/oidc/callback`.
+    /// Empty: taken from the request's `Host` (fine on loopback).
+    pub public_url: String,
+}
+
+impl Default for ConsoleTuning {
+    fn default() -> Self {
+        Self {
+            oidc_client_id: String::new(),
+            oidc_client_secret_file: String::new(),
+            oidc_scopes: Vec::new(),
+            oidc_resource_indicator: true,
+            public_url: String::new(),
+        }
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -174,6 +208,8 @@ pub struct Config {
     pub audit: AuditTuning,
     #[serde(default)]
     pub registry: RegistryTuning,
+    #[serde(default)]
+    pub console: ConsoleTuning,
 }
 
 fn merge(base: &mut toml::Value, over: toml::Value) {

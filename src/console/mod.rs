@@ -19,6 +19,7 @@
 mod data;
 mod governance;
 mod html;
+mod oidc;
 mod session;
 
 use std::collections::BTreeMap;
@@ -38,7 +39,9 @@ use serde_json::{Value, json};
 
 use super::{AUDIT_SERVICE, AdminState, MECHANISM_BASIC};
 use html::{Header, Nav, document, error_page, esc, html, message, see_other, td};
-use session::{LOGIN_COOKIE, SESSION_COOKIE, Secret, Session, Sessions};
+use session::{Credential, LOGIN_COOKIE, SESSION_COOKIE, Secret, Session, Sessions};
+
+pub use oidc::ConsoleSso;
 
 /// Largest form body accepted.
 const MAX_FORM: usize = 16 * 1024;
@@ -67,6 +70,7 @@ pub(super) fn routes() -> axum::Router<AdminState> {
         .route("/console/static/console.css", get(css))
         .merge(data::routes())
         .merge(governance::routes())
+        .merge(oidc::routes())
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(Extension(Store::default()))
 }
@@ -89,12 +93,20 @@ impl Me {
         }
     }
 
-    /// The `Authorization: Basic` header the REST handlers authenticate (never sent anywhere).
+    /// The `Authorization` header the REST handlers authenticate (never sent anywhere):
+    /// `Basic` for a form login, `Bearer <access token>` for an SSO login.
     fn auth(&self) -> HeaderMap {
         let mut h = HeaderMap::new();
-        let pair = format!("{}:{}", self.session.user, self.session.password.expose());
-        let enc = base64::engine::general_purpose::STANDARD.encode(Secret::new(pair).expose());
-        if let Ok(mut v) = HeaderValue::from_str(&format!("Basic {enc}")) {
+        let value = match &self.session.credential {
+            Credential::Password(password) => {
+                let pair = format!("{}:{}", self.session.user, password.expose());
+                let enc =
+                    base64::engine::general_purpose::STANDARD.encode(Secret::new(pair).expose());
+                Secret::new(format!("Basic {enc}"))
+            }
+            Credential::Bearer { token, .. } => Secret::new(format!("Bearer {}", token.expose())),
+        };
+        if let Ok(mut v) = HeaderValue::from_str(value.expose()) {
             v.set_sensitive(true);
             h.insert(header::AUTHORIZATION, v);
         }
@@ -112,7 +124,8 @@ fn current(store: &Sessions, headers: &HeaderMap) -> Result<Me, Box<Response>> {
     }
 }
 
-/// Ends the session (the gateway no longer accepts its credentials) and sends to the login.
+/// Ends the session (the gateway no longer accepts its credentials: a changed password, an
+/// access token the issuer revoked) and sends to the login.
 fn relogin(store: &Sessions, me: &Me) -> Response {
     store.remove(&me.id);
     see_other("/console/login")
@@ -286,7 +299,7 @@ async fn not_found(Extension(store): Extension<Store>, headers: HeaderMap) -> Re
     )
 }
 
-fn login_document(token: &str, user: &str, note: Option<&str>) -> String {
+fn login_document(token: &str, user: &str, note: Option<&str>, sso: bool) -> String {
     let note = note.map(|n| message("error", n)).unwrap_or_default();
     let body = format!(
         "{note}<form class=\"card narrow\" method=\"post\" action=\"/console/login\">\
@@ -296,20 +309,28 @@ fn login_document(token: &str, user: &str, note: Option<&str>) -> String {
          <label>Password <input type=\"password\" name=\"password\" required maxlength=\"1024\" \
          autocomplete=\"current-password\"></label>\
          <button type=\"submit\">Log in</button>\
-         <p class=\"hint\">The same users as the Kafka gateway and the admin API.</p></form>",
+         <p class=\"hint\">The same users as the Kafka gateway and the admin API.</p>{}</form>",
         esc(token),
-        esc(user)
+        esc(user),
+        if sso { oidc::SSO_LINK } else { "" }
     );
     document("Log in", Nav::None, None, &body)
 }
 
 /// `GET /console/login`: the form, with a fresh double-submit token in `gh_login`.
-async fn login_form(Extension(store): Extension<Store>, headers: HeaderMap) -> Response {
+async fn login_form(
+    State(s): State<AdminState>,
+    Extension(store): Extension<Store>,
+    headers: HeaderMap,
+) -> Response {
     if current(&store, &headers).is_ok() {
         return see_other("/console");
     }
     let token = session::random_token();
-    let mut r = html(StatusCode::OK, login_document(&token, "", None));
+    let mut r = html(
+        StatusCode::OK,
+        login_document(&token, "", None, oidc::enabled(&s)),
+    );
     let cookie = session::set_cookie(LOGIN_COOKIE, &token, None, session::over_tls(&headers));
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().append(header::SET_COOKIE, v);
@@ -352,7 +373,7 @@ async fn login(
     if let Some(why) = invalid {
         return html(
             StatusCode::UNPROCESSABLE_ENTITY,
-            login_document(&expected, user, Some(why)),
+            login_document(&expected, user, Some(why), oidc::enabled(&s)),
         );
     }
     let Some(keys) = s.keys.get() else {
@@ -404,14 +425,14 @@ async fn login(
             };
             return html(
                 StatusCode::UNAUTHORIZED,
-                login_document(&expected, user, Some(&shown)),
+                login_document(&expected, user, Some(&shown), oidc::enabled(&s)),
             );
         }
     };
     let principal = principal.to_string();
     let Some((id, _csrf)) = store.create(
         user.to_string(),
-        password,
+        Credential::Password(password),
         principal.clone(),
         Instant::now(),
     ) else {
@@ -865,8 +886,9 @@ fn topics_table(list: &Value) -> String {
         let name = text(t, "name");
         let internal = t.get("internal").and_then(Value::as_bool).unwrap_or(false);
         out.push_str(&format!(
-            "<tr data-topic=\"{}\"><td class=\"name\">{}{}</td>{}",
+            "<tr data-topic=\"{}\"><td class=\"name\"><a href=\"/console/topics/{}\">{}</a>{}</td>{}",
             esc(&name),
+            html::url_encode(&name),
             esc(&name),
             if internal {
                 " <span class=\"muted\">(internal)</span>"
@@ -1027,7 +1049,11 @@ async fn access_page(
     if is_unauthorized(&users) || is_unauthorized(&acls) || is_unauthorized(&roles) {
         return relogin(&store, &me);
     }
-    let mut body = String::from("<section class=\"card wide\"><h2>Users</h2>");
+    let mut body = String::from(
+        "<p class=\"actions\"><a href=\"/console/access/explain\" id=\"explain-link\">\
+         Explain an access decision</a>: would the gateway allow a principal an operation, and \
+         which binding decides?</p><section class=\"card wide\"><h2>Users</h2>",
+    );
     match &users {
         Ok(u) => {
             let rows: Vec<Vec<String>> = u
@@ -1305,7 +1331,10 @@ async fn audit_page(
         Ok(st) => body.push_str(&audit_status_html(st)),
         Err(e) => body.push_str(&section_error(e)),
     }
-    body.push_str("</section>");
+    body.push_str(
+        "<p><a href=\"/console/audit/evidence\" id=\"evidence-link\">Download an evidence \
+         package</a> for an audit period (populations, signed checkpoint, manifest).</p></section>",
+    );
     body.push_str(&filter_form(&filter));
     body.push_str("<section class=\"card wide\"><h2>Events</h2>");
     let mut code = StatusCode::OK;

@@ -1,10 +1,12 @@
 //! Console sessions: server-side, in memory, keyed by a random 256-bit id carried in the
 //! `gh_session` cookie (`HttpOnly; SameSite=Strict; Path=/console`, plus `Secure` behind a
 //! TLS-terminating proxy). A session holds the principal, a per-session CSRF token and the
-//! caller's password — the console acts as the caller through the gateway, like the REST
-//! API, so it must be able to log in as them. The password lives only here: never in a
+//! caller's credential — the password of a form login, or the OIDC access token of an SSO
+//! login ([`Credential`]): the console acts as the caller through the gateway, like the REST
+//! API, so it must be able to log in as them. The credential lives only here: never in a
 //! cookie, a page, a log line or an audit event; it is overwritten when the session ends
-//! (logout, idle or absolute expiry, eviction). Sessions do not survive a restart.
+//! (logout, idle or absolute expiry, the access token's expiry, eviction). Sessions do not
+//! survive a restart.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -78,11 +80,21 @@ pub(super) fn tokens_equal(a: &str, b: &str) -> bool {
     std::hint::black_box(diff) == 0
 }
 
+/// What the console presents to the REST handlers for a session.
+#[derive(Debug, Clone)]
+pub(super) enum Credential {
+    /// A form login: the user's password (`Authorization: Basic`).
+    Password(Secret),
+    /// An SSO login: the OIDC access token (`Authorization: Bearer`), valid until `until`;
+    /// the session ends then.
+    Bearer { token: Secret, until: Instant },
+}
+
 /// One logged-in user.
 #[derive(Debug, Clone)]
 pub(super) struct Session {
     pub user: String,
-    pub password: Secret,
+    pub credential: Credential,
     pub principal: String,
     pub csrf: String,
     created: Instant,
@@ -91,7 +103,10 @@ pub(super) struct Session {
 
 impl Session {
     fn expired(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.last_seen) >= IDLE_TIMEOUT
+        let token_expired =
+            matches!(&self.credential, Credential::Bearer { until, .. } if now >= *until);
+        token_expired
+            || now.saturating_duration_since(self.last_seen) >= IDLE_TIMEOUT
             || now.saturating_duration_since(self.created) >= ABSOLUTE_TIMEOUT
     }
 }
@@ -114,7 +129,7 @@ impl Sessions {
     pub(super) fn create(
         &self,
         user: String,
-        password: Secret,
+        credential: Credential,
         principal: String,
         now: Instant,
     ) -> Option<(String, String)> {
@@ -129,7 +144,7 @@ impl Sessions {
             id.clone(),
             Session {
                 user,
-                password,
+                credential,
                 principal,
                 csrf: csrf.clone(),
                 created: now,
@@ -152,7 +167,7 @@ impl Sessions {
         Some(s.clone())
     }
 
-    /// Ends a session (its password is overwritten as it drops).
+    /// Ends a session (its credential is overwritten as it drops).
     pub(super) fn remove(&self, id: &str) {
         self.lock().remove(id);
     }
@@ -174,6 +189,17 @@ pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.trim().to_string())
         .filter(|v| !v.is_empty())
+}
+
+/// A `Set-Cookie` value for a short-lived pre-login cookie that must come back on the
+/// identity provider's redirect to the console: `SameSite=Lax` (a `Strict` cookie is not sent
+/// on a navigation that another site started), otherwise like [`set_cookie`].
+pub(super) fn set_lax_cookie(name: &str, value: &str, max_age: u64, secure: bool) -> String {
+    let mut c = format!("{name}={value}; HttpOnly; SameSite=Lax; Path=/console; Max-Age={max_age}");
+    if secure {
+        c.push_str("; Secure");
+    }
+    c
 }
 
 /// Whether the browser reached us over HTTPS. The admin listener itself is plain HTTP on
@@ -212,8 +238,8 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
-    fn pw(s: &str) -> Secret {
-        Secret::new(s.to_string())
+    fn pw(s: &str) -> Credential {
+        Credential::Password(Secret::new(s.to_string()))
     }
 
     #[test]
@@ -246,7 +272,7 @@ mod tests {
             .expect("room");
         let s = store.get(&id, t0 + Duration::from_secs(60)).expect("live");
         assert_eq!(s.csrf, csrf);
-        assert_eq!(s.password.expose(), "pw");
+        assert!(matches!(&s.credential, Credential::Password(p) if p.expose() == "pw"));
         // Activity keeps it alive past the idle timeout measured from login...
         let mut t = t0;
         for _ in 0..4 {
@@ -295,6 +321,31 @@ mod tests {
             store
                 .create("a".into(), pw("x"), "User:a".into(), t0 + IDLE_TIMEOUT)
                 .is_some()
+        );
+    }
+
+    #[test]
+    fn bearer_sessions_end_when_the_token_expires() {
+        let store = Sessions::default();
+        let t0 = Instant::now();
+        let token = Credential::Bearer {
+            token: Secret::new("eyJ.token.sig".into()),
+            until: t0 + Duration::from_secs(300),
+        };
+        let (id, _) = store
+            .create("alice".into(), token, "User:alice".into(), t0)
+            .expect("room");
+        let s = store.get(&id, t0 + Duration::from_secs(299)).expect("live");
+        assert!(
+            matches!(&s.credential, Credential::Bearer { token, .. } if token.expose() == "eyJ.token.sig")
+        );
+        assert!(!format!("{s:?}").contains("eyJ.token.sig"));
+        assert!(store.get(&id, t0 + Duration::from_secs(300)).is_none());
+        assert_eq!(store.len(), 0);
+        let c = set_lax_cookie("gh_oidc", "v", 600, true);
+        assert_eq!(
+            c,
+            "gh_oidc=v; HttpOnly; SameSite=Lax; Path=/console; Max-Age=600; Secure"
         );
     }
 
