@@ -29,9 +29,9 @@ use gatehouse_protocol::messages::{CreateAclsRequest, DeleteAclsRequest, Describ
 use serde::Serialize;
 use serde_json::json;
 
-use crate::user_cli::{
-    Failure, Gateway, GatewayArgs, connect, exit_code, kafka_error, print_json, print_table,
-};
+use crate::admin_cli::{self, AdminArgs};
+use crate::output::{OutputArgs, cell, print_fields, print_json, print_table};
+use crate::user_cli::{Failure, Gateway, GatewayArgs, connect, exit_code, kafka_error};
 
 /// `gatehouse acl ...`.
 #[derive(Subcommand, Debug)]
@@ -40,6 +40,9 @@ pub enum AclCommand {
     Add {
         #[command(flatten)]
         acl: AclArgs,
+        /// `--output json`: {"added": [binding]}.
+        #[command(flatten)]
+        out: OutputArgs,
         #[command(flatten)]
         gateway: GatewayArgs,
     },
@@ -52,6 +55,9 @@ pub enum AclCommand {
         /// or a resource is required).
         #[arg(long)]
         all_matching: bool,
+        /// `--output json`: {"removed": [binding]}.
+        #[command(flatten)]
+        out: OutputArgs,
         #[command(flatten)]
         gateway: GatewayArgs,
     },
@@ -66,11 +72,32 @@ pub enum AclCommand {
         /// binding that applies to the name, literal, `*` or prefixed).
         #[arg(long)]
         prefixed: bool,
-        /// Print JSON (an array of bindings).
-        #[arg(long)]
-        json: bool,
+        /// `--output json`: an array of bindings.
+        #[command(flatten)]
+        out: OutputArgs,
         #[command(flatten)]
         gateway: GatewayArgs,
+    },
+    /// Explain the policy's decision for one request (admin API): ALLOW or DENY and the rule
+    /// that decided. Exit 0 for ALLOW, 3 for DENY.
+    Explain {
+        /// Who asks, e.g. User:alice.
+        #[arg(long, value_name = "TYPE:NAME")]
+        principal: String,
+        /// TOPIC, GROUP, CLUSTER, TRANSACTIONAL_ID, SUBJECT, ... (any case).
+        #[arg(long, value_name = "TYPE")]
+        resource_type: String,
+        /// The resource's name (may be omitted for CLUSTER: kafka-cluster).
+        #[arg(long, value_name = "NAME")]
+        resource_name: Option<String>,
+        /// The operation, e.g. READ, WRITE, DESCRIBE, ALTER (any case).
+        #[arg(long, value_name = "OP")]
+        operation: String,
+        /// The client address to decide for (default: none, only host-`*` bindings apply).
+        #[arg(long, value_name = "IP")]
+        host: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
 }
 
@@ -142,39 +169,118 @@ impl ResourceArgs {
 
 /// Runs one `acl` command; returns the process exit code.
 pub fn run(cmd: AclCommand) -> i32 {
-    exit_code(execute(cmd))
+    match cmd {
+        AclCommand::Explain {
+            principal,
+            resource_type,
+            resource_name,
+            operation,
+            host,
+            admin,
+        } => {
+            let mut body = json!({
+                "principal": principal,
+                "resource_type": resource_type,
+                "operation": operation,
+            });
+            if let Some(n) = resource_name {
+                body["resource_name"] = json!(n);
+            }
+            if let Some(h) = host {
+                body["host"] = json!(h);
+            }
+            admin_cli::run_with(explain(body, admin))
+        }
+        other => exit_code(execute(other)),
+    }
+}
+
+/// `acl explain`: `POST /v1/authz/explain`; a DENY is printed, then [`admin_cli::Failure::Denied`].
+async fn explain(body: serde_json::Value, admin: AdminArgs) -> Result<(), admin_cli::Failure> {
+    let v = admin
+        .client()?
+        .call("POST", "/v1/authz/explain", Some(&body))
+        .await?;
+    let denied = match v.get("decision").and_then(serde_json::Value::as_str) {
+        Some(d) if d.eq_ignore_ascii_case("allow") => false,
+        Some(d) if d.eq_ignore_ascii_case("deny") => true,
+        _ => {
+            return Err(admin_cli::Failure::Local(anyhow!(
+                "the admin API's explanation has no decision: {v}"
+            )));
+        }
+    };
+    if admin.json() {
+        print_json(&v);
+    } else {
+        print_explanation(&v, denied);
+    }
+    if denied {
+        Err(admin_cli::Failure::Denied)
+    } else {
+        Ok(())
+    }
+}
+
+/// An explanation as `decision`/`reason` lines and a table of the bindings that decided.
+fn print_explanation(v: &serde_json::Value, denied: bool) {
+    print_fields(&[
+        (
+            "decision",
+            if denied { "DENY" } else { "ALLOW" }.to_string(),
+        ),
+        ("reason", cell(v.get("reason"))),
+        ("super user", cell(v.get("super_user"))),
+        ("considered", cell(v.get("considered"))),
+    ]);
+    let mut rows = Vec::new();
+    for (key, label) in [("matched", "matched"), ("overridden", "overridden")] {
+        for b in v[key].as_array().into_iter().flatten() {
+            rows.push(vec![
+                label.to_string(),
+                cell(b.get("source")),
+                cell(b.get("rule")),
+            ]);
+        }
+    }
+    if !rows.is_empty() {
+        println!();
+        print_table(&["BINDING", "SOURCE", "RULE"], &rows);
+    }
 }
 
 async fn execute(cmd: AclCommand) -> Result<(), Failure> {
     match cmd {
-        AclCommand::Add { acl, gateway } => {
+        AclCommand::Add { acl, out, gateway } => {
             let bindings = exact_bindings(&acl, "add")?;
             let gw = connect(&gateway).await?;
-            add(&gw, &bindings).await
+            add(&gw, &bindings, out.is_json()).await
         }
         AclCommand::Remove {
             acl,
             all_matching,
+            out,
             gateway,
         } => {
             if all_matching {
                 let filters = match_filters(&acl)?;
                 let gw = connect(&gateway).await?;
-                remove(&gw, filters, false).await
+                remove(&gw, filters, false, out.is_json()).await
             } else {
                 let filters = exact_bindings(&acl, "remove")?
                     .iter()
                     .map(exact_filter)
                     .collect();
                 let gw = connect(&gateway).await?;
-                remove(&gw, filters, true).await
+                remove(&gw, filters, true, out.is_json()).await
             }
         }
+        AclCommand::Explain { .. } => Err(usage("acl explain runs through the admin API")),
         AclCommand::List {
             principal,
             resource,
             prefixed,
-            json,
+            out,
             gateway,
         } => {
             if let Some(p) = &principal {
@@ -196,7 +302,7 @@ async fn execute(cmd: AclCommand) -> Result<(), Failure> {
                 None => (ResourceType::Any, None, PatternType::Any),
             };
             let gw = connect(&gateway).await?;
-            list(&gw, rtype, name, pattern, principal, json).await
+            list(&gw, rtype, name, pattern, principal, out.is_json()).await
         }
     }
 }
@@ -480,7 +586,20 @@ impl Row {
     }
 }
 
-async fn add(gw: &Gateway, bindings: &[AclBinding]) -> Result<(), Failure> {
+/// A binding as JSON, in the names of `acl list --output json`.
+fn binding_json(b: &AclBinding) -> serde_json::Value {
+    json!({
+        "principal": b.principal,
+        "host": b.host,
+        "permission": upper(b.permission),
+        "operation": upper(b.operation),
+        "resource_type": upper(b.resource_type),
+        "resource_name": b.resource_name,
+        "pattern_type": upper(b.pattern_type),
+    })
+}
+
+async fn add(gw: &Gateway, bindings: &[AclBinding], json: bool) -> Result<(), Failure> {
     let creations = bindings
         .iter()
         .map(|b| {
@@ -505,9 +624,14 @@ async fn add(gw: &Gateway, bindings: &[AclBinding]) -> Result<(), Failure> {
         )));
     }
     let mut failed = false;
+    let mut added = Vec::new();
     for (b, r) in bindings.iter().zip(&resp.results) {
         if r.error_code == 0 {
-            println!("added: {}", describe(b));
+            if json {
+                added.push(binding_json(b));
+            } else {
+                println!("added: {}", describe(b));
+            }
         } else {
             failed = true;
             eprintln!(
@@ -517,6 +641,9 @@ async fn add(gw: &Gateway, bindings: &[AclBinding]) -> Result<(), Failure> {
             );
         }
     }
+    if json {
+        print_json(&json!({ "added": added }));
+    }
     if failed {
         Err(Failure::Refused)
     } else {
@@ -524,7 +651,12 @@ async fn add(gw: &Gateway, bindings: &[AclBinding]) -> Result<(), Failure> {
     }
 }
 
-async fn remove(gw: &Gateway, filters: Vec<WireFilter>, exact: bool) -> Result<(), Failure> {
+async fn remove(
+    gw: &Gateway,
+    filters: Vec<WireFilter>,
+    exact: bool,
+    json: bool,
+) -> Result<(), Failure> {
     let wire = filters
         .iter()
         .map(|f| {
@@ -549,7 +681,7 @@ async fn remove(gw: &Gateway, filters: Vec<WireFilter>, exact: bool) -> Result<(
         )));
     }
     let mut failed = false;
-    let mut removed = 0usize;
+    let mut removed = Vec::new();
     for (f, r) in filters.iter().zip(&resp.filter_results) {
         if r.error_code != 0 {
             failed = true;
@@ -577,8 +709,10 @@ async fn remove(gw: &Gateway, filters: Vec<WireFilter>, exact: bool) -> Result<(
                     kafka_error(m.error_code, m.error_message.as_ref())
                 );
             } else {
-                removed += 1;
-                println!("removed: {}", row.text());
+                if !json {
+                    println!("removed: {}", row.text());
+                }
+                removed.push(row.json());
             }
         }
         if exact && r.matching_acls.is_empty() {
@@ -595,7 +729,9 @@ async fn remove(gw: &Gateway, filters: Vec<WireFilter>, exact: bool) -> Result<(
             );
         }
     }
-    if !exact && removed == 0 && !failed {
+    if json {
+        print_json(&json!({ "removed": removed }));
+    } else if !exact && removed.is_empty() && !failed {
         println!("no ACL matched; nothing removed");
     }
     if failed {

@@ -17,13 +17,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use gatehouse_protocol::client::{Connection, ConnectionConfig};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::config::Config;
 use crate::http_client::HttpClient;
+use crate::output::{
+    EXIT_FAILED, EXIT_OK, EXIT_USAGE, Output, OutputArgs, print_json, print_table,
+};
 
 /// Certificates closer to expiry than this warn by default.
 const DEFAULT_WARN_DAYS: u64 = 30;
@@ -64,18 +67,8 @@ pub struct DoctorArgs {
     /// Treat warnings as failures (exit 1).
     #[arg(long)]
     pub strict: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Table)]
-    pub output: Output,
-}
-
-/// How results are printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// One aligned line per check.
-    Table,
-    /// A JSON document.
-    Json,
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 /// A check's verdict.
@@ -112,7 +105,7 @@ pub fn run(args: DoctorArgs) -> i32 {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e:#}");
-            return 2;
+            return EXIT_USAGE;
         }
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -122,11 +115,11 @@ pub fn run(args: DoctorArgs) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return 2;
+            return EXIT_USAGE;
         }
     };
     let checks = rt.block_on(run_checks(&args, &config));
-    print(&checks, args.output);
+    print(&checks, args.out.format());
     exit_code(&checks, args.strict)
 }
 
@@ -134,30 +127,29 @@ fn exit_code(checks: &[Check], strict: bool) -> i32 {
     let failed = checks
         .iter()
         .any(|c| c.verdict == Verdict::Fail || (strict && c.verdict == Verdict::Warn));
-    i32::from(failed)
+    if failed { EXIT_FAILED } else { EXIT_OK }
 }
 
 fn print(checks: &[Check], output: Output) {
     match output {
         Output::Json => {
             let ok = !checks.iter().any(|c| c.verdict == Verdict::Fail);
-            let doc = json!({ "ok": ok, "checks": checks });
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&doc).unwrap_or_else(|_| doc.to_string())
-            );
+            print_json(&json!({ "ok": ok, "checks": checks }));
         }
         Output::Table => {
-            let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
-            for c in checks {
-                let v = match c.verdict {
-                    Verdict::Ok => "ok  ",
-                    Verdict::Warn => "WARN",
-                    Verdict::Fail => "FAIL",
-                    Verdict::Skip => "skip",
-                };
-                println!("{v}  {:width$}  {}", c.name, c.detail);
-            }
+            let rows: Vec<Vec<String>> = checks
+                .iter()
+                .map(|c| {
+                    let v = match c.verdict {
+                        Verdict::Ok => "ok",
+                        Verdict::Warn => "WARN",
+                        Verdict::Fail => "FAIL",
+                        Verdict::Skip => "skip",
+                    };
+                    vec![v.to_string(), c.name.to_string(), c.detail.clone()]
+                })
+                .collect();
+            print_table(&["RESULT", "CHECK", "DETAIL"], &rows);
         }
     }
 }

@@ -1,13 +1,12 @@
 //! `gatehouse group list|describe`: consumer groups, their members, committed offsets and lag
 //! through the admin REST API (`/v1/groups…`, see docs/admin-api.md), with the connection
-//! flags, output formats and exit codes of `gatehouse topic` ([`AdminArgs`]).
+//! flags, output formats and exit codes of every admin-API command ([`AdminArgs`]).
 
 use clap::Subcommand;
-use serde_json::Value;
 
+use crate::admin_cli::{AdminArgs, Failure, run_with};
 use crate::http_client::seg;
-use crate::topic_cli::{AdminArgs, Failure, Output, cell, print_json, run_with};
-use crate::user_cli::print_table;
+use crate::output::{cell, print_fields, print_json, print_table, rows_of as rows};
 
 /// `gatehouse group ...`.
 #[derive(Subcommand, Debug)]
@@ -31,20 +30,11 @@ pub fn run(cmd: GroupCommand) -> i32 {
     run_with(execute(cmd))
 }
 
-fn rows(v: &Value, key: &str, cols: &[&str]) -> Vec<Vec<String>> {
-    v[key]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|row| cols.iter().map(|c| cell(row.get(*c))).collect())
-        .collect()
-}
-
 async fn execute(cmd: GroupCommand) -> Result<(), Failure> {
     match cmd {
         GroupCommand::List { admin } => {
             let v = admin.client()?.call("GET", "/v1/groups", None).await?;
-            if admin.output == Output::Json {
+            if admin.json() {
                 print_json(&v);
             } else {
                 print_table(
@@ -56,14 +46,16 @@ async fn execute(cmd: GroupCommand) -> Result<(), Failure> {
         GroupCommand::Describe { id, admin } => {
             let path = format!("/v1/groups/{}", seg(&id));
             let v = admin.client()?.call("GET", &path, None).await?;
-            if admin.output == Output::Json {
+            if admin.json() {
                 print_json(&v);
                 return Ok(());
             }
-            println!("group:     {}", cell(v.get("group_id")));
-            println!("state:     {}", cell(v.get("state")));
-            println!("protocol:  {}", cell(v.get("protocol")));
-            println!("total lag: {}", cell(v.get("total_lag")));
+            print_fields(&[
+                ("group", cell(v.get("group_id"))),
+                ("state", cell(v.get("state"))),
+                ("protocol", cell(v.get("protocol"))),
+                ("total lag", cell(v.get("total_lag"))),
+            ]);
             println!();
             print_table(
                 &["MEMBER", "CLIENT_ID", "HOST"],

@@ -1,4 +1,5 @@
-//! The small HTTP/1.1 client the CLIs share (`gatehouse schema`, `key`, `doctor`).
+//! The small HTTP/1.1 client the CLIs share (`gatehouse schema`, `doctor` and every admin-API
+//! command through [`crate::admin_cli`]).
 //!
 //! One request per connection (`Connection: close`); `Content-Length`, chunked and
 //! read-to-EOF bodies; `https://` through rustls with a given CA file or the system's roots.
@@ -42,6 +43,27 @@ pub struct Response {
 }
 
 impl Response {
+    /// The first header named `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A whole response whose body may be binary (see [`HttpClient::download`]).
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
     /// The first header named `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -199,22 +221,46 @@ impl HttpClient {
         if (200..300).contains(&r.status) {
             return Ok(Ok(json));
         }
-        let code = json.get("error_code").and_then(Value::as_i64).unwrap_or(0);
-        let message = json.get("message").and_then(Value::as_str).map_or_else(
-            || match &json {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            },
-            str::to_string,
-        );
-        Ok(Err(ApiError {
-            status: r.status,
-            code,
-            message,
-        }))
+        Ok(Err(api_error(r.status, json)))
+    }
+
+    /// One `GET` whose answer may be binary and up to `limit` bytes (a file download), within
+    /// `deadline`; a non-2xx answer is the server's error.
+    pub async fn download(
+        &self,
+        path: &str,
+        limit: usize,
+        deadline: Duration,
+    ) -> Result<Result<RawResponse, ApiError>> {
+        let r = tokio::time::timeout(deadline, async {
+            let raw = self.roundtrip("GET", path, None, limit).await?;
+            let addr = self.address();
+            parse_raw(raw, limit).with_context(|| format!("bad HTTP answer from {addr}"))
+        })
+        .await
+        .map_err(|_| anyhow!("GET {path}: no answer within {deadline:?}"))??;
+        if (200..300).contains(&r.status) {
+            return Ok(Ok(r));
+        }
+        let text = String::from_utf8_lossy(&r.body);
+        let json = serde_json::from_str(&text).unwrap_or(Value::String(text.into_owned()));
+        Ok(Err(api_error(r.status, json)))
     }
 
     async fn exchange(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Response> {
+        let raw = self.roundtrip(method, path, body, MAX_RESPONSE).await?;
+        let addr = self.address();
+        parse_response(&raw).with_context(|| format!("bad HTTP answer from {addr}"))
+    }
+
+    /// Sends one request and reads the whole answer (at most `limit` bytes of body).
+    async fn roundtrip(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        limit: usize,
+    ) -> Result<Vec<u8>> {
         let addr = self.address();
         let stream = TcpStream::connect((self.host.as_str(), self.port))
             .await
@@ -246,11 +292,28 @@ impl HttpClient {
                     .connect(name, stream)
                     .await
                     .with_context(|| format!("TLS handshake with {addr} failed"))?;
-                talk(tls, &req, &addr).await?
+                talk(tls, &req, &addr, limit).await?
             }
-            None => talk(stream, &req, &addr).await?,
+            None => talk(stream, &req, &addr, limit).await?,
         };
-        parse_response(&raw).with_context(|| format!("bad HTTP answer from {addr}"))
+        Ok(raw)
+    }
+}
+
+/// The server's error from a non-2xx status and its body.
+fn api_error(status: u16, json: Value) -> ApiError {
+    let code = json.get("error_code").and_then(Value::as_i64).unwrap_or(0);
+    let message = json.get("message").and_then(Value::as_str).map_or_else(
+        || match &json {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        },
+        str::to_string,
+    );
+    ApiError {
+        status,
+        code,
+        message,
     }
 }
 
@@ -286,6 +349,7 @@ async fn talk<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     req: &str,
     addr: &str,
+    limit: usize,
 ) -> Result<Vec<u8>> {
     stream
         .write_all(req.as_bytes())
@@ -293,7 +357,7 @@ async fn talk<S: AsyncRead + AsyncWrite + Unpin>(
         .with_context(|| format!("cannot send to {addr}"))?;
     let mut raw = Vec::new();
     match (&mut stream)
-        .take(MAX_RESPONSE as u64 + 64 * 1024)
+        .take(limit as u64 + 64 * 1024)
         .read_to_end(&mut raw)
         .await
     {
@@ -307,14 +371,24 @@ async fn talk<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(raw)
 }
 
-/// Parses a whole HTTP/1.x response (Content-Length, chunked, or to EOF).
+/// Parses a whole HTTP/1.x response (Content-Length, chunked, or to EOF) with a text body.
 pub fn parse_response(raw: &[u8]) -> Result<Response> {
+    let r = parse_raw(raw.to_vec(), MAX_RESPONSE)?;
+    Ok(Response {
+        status: r.status,
+        headers: r.headers,
+        body: String::from_utf8(r.body).context("body is not UTF-8")?,
+    })
+}
+
+/// Parses a whole HTTP/1.x response whose body may be binary and up to `limit` bytes.
+pub fn parse_raw(mut raw: Vec<u8>, limit: usize) -> Result<RawResponse> {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| anyhow!("no end of headers"))?;
+    let mut rest = raw.split_off(end + 4);
     let head = std::str::from_utf8(&raw[..end]).context("headers are not UTF-8")?;
-    let rest = &raw[end + 4..];
     let mut lines = head.split("\r\n");
     let status: u16 = lines
         .next()
@@ -339,25 +413,30 @@ pub fn parse_response(raw: &[u8]) -> Result<Response> {
         }
     }
     let body = if chunked {
-        dechunk(rest)?
+        dechunk(&rest, limit)?
     } else if let Some(n) = length {
-        if n > MAX_RESPONSE {
+        if n > limit {
             bail!("answer of {n} bytes is too large");
         }
-        rest.get(..n)
-            .ok_or_else(|| anyhow!("answer shorter than its Content-Length"))?
-            .to_vec()
+        if rest.len() < n {
+            bail!("answer shorter than its Content-Length");
+        }
+        rest.truncate(n);
+        rest
     } else {
-        rest.to_vec()
+        if rest.len() > limit {
+            bail!("answer of {} bytes is too large", rest.len());
+        }
+        rest
     };
-    Ok(Response {
+    Ok(RawResponse {
         status,
         headers,
-        body: String::from_utf8(body).context("body is not UTF-8")?,
+        body,
     })
 }
 
-fn dechunk(mut s: &[u8]) -> Result<Vec<u8>> {
+fn dechunk(mut s: &[u8], limit: usize) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     loop {
         let nl = s
@@ -370,7 +449,7 @@ fn dechunk(mut s: &[u8]) -> Result<Vec<u8>> {
         if n == 0 {
             return Ok(out);
         }
-        if out.len().saturating_add(n) > MAX_RESPONSE {
+        if out.len().saturating_add(n) > limit {
             bail!("answer is too large");
         }
         let data = s
@@ -448,6 +527,19 @@ mod tests {
             parse_response(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n").is_err()
         );
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n[]").is_err());
+    }
+
+    #[test]
+    fn binary_answers_and_limits() {
+        let mut raw = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n".to_vec();
+        raw.extend_from_slice(&[0x1f, 0x8b, 0xff, 0x00, 0x99]);
+        let r = parse_raw(raw.clone(), 4).unwrap();
+        assert_eq!(r.body, [0x1f, 0x8b, 0xff, 0x00]);
+        assert!(parse_raw(raw.clone(), 3).is_err(), "over the limit");
+        assert!(parse_response(&raw).is_err(), "not UTF-8 as text");
+        let to_eof = b"HTTP/1.1 200 OK\r\n\r\nabcdef".to_vec();
+        assert_eq!(parse_raw(to_eof.clone(), 6).unwrap().body, b"abcdef");
+        assert!(parse_raw(to_eof, 5).is_err());
     }
 
     #[test]

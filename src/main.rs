@@ -7,8 +7,10 @@
 
 mod acl_cli;
 mod admin;
+mod admin_cli;
 mod audit_cli;
 mod audit_service;
+mod cluster_cli;
 mod config;
 mod doctor;
 mod evidence;
@@ -16,6 +18,8 @@ mod gateway_service;
 mod group_cli;
 mod http_client;
 mod key_cli;
+mod output;
+mod role_cli;
 mod schema_cli;
 mod topic_cli;
 mod user_cli;
@@ -51,24 +55,31 @@ enum Command {
     Broker(CommonArgs),
     /// Print the effective configuration as TOML and exit.
     Config(CommonArgs),
-    /// The auditor's offline tools: verify, prove, consistency, query, export.
+    /// The auditor's offline tools (verify, prove, consistency, query, export, archive) and
+    /// the running server's trail through the admin API (status, events, evidence).
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
     /// Evidence package for an audit period, cut from the verified audit trail (offline).
     Evidence(evidence::EvidenceArgs),
-    /// Schema registry client for CI: register, check, get, list, delete.
+    /// Schema registry client for CI: register, check, get, list, delete; overview (admin API).
     #[command(subcommand)]
     Schema(schema_cli::SchemaCommand),
     /// SCRAM users on the gateway (Kafka protocol, plaintext SASL listener): add, delete, list.
     #[command(subcommand)]
     User(user_cli::UserCommand),
-    /// ACLs on the gateway (Kafka protocol, plaintext SASL listener): add, remove, list.
+    /// ACLs on the gateway (Kafka protocol, plaintext SASL listener): add, remove, list; and
+    /// explain a decision (admin API).
     #[command(subcommand)]
     Acl(acl_cli::AclCommand),
+    /// Role bindings through the admin API: list, bind, unbind.
+    #[command(subcommand)]
+    Role(role_cli::RoleCommand),
+    /// The cluster overview through the admin API: brokers, counts, listeners, health.
+    Cluster(cluster_cli::ClusterArgs),
     /// Key-encryption keys through the admin API: list, status, create, rotate, retire, destroy.
     #[command(subcommand)]
     Key(key_cli::KeyCommand),
-    /// Topics through the admin API: list, create, describe, delete, alter.
+    /// Topics through the admin API: list, create, describe, delete, alter, messages.
     #[command(subcommand)]
     Topic(topic_cli::TopicCommand),
     /// Consumer groups through the admin API: list, describe (members, offsets, lag).
@@ -352,8 +363,16 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
     let admin = admin::start(c.admin_listen, admin::Health::new(parts))
         .await
         .context("the admin listener could not start")?;
-    if audit.is_some() {
+    if let Some(a) = &audit {
         admin.attach_audit_dir(c.data_dir.join("audit"));
+        admin.attach_evidence(admin::EvidenceSource {
+            log: a.log(),
+            configuration: evidence::configuration_of(
+                &c,
+                None,
+                "the configuration this `serve` runs with (embedded defaults, config file, environment and flags)",
+            ),
+        });
     }
     // The audit trail's self-check (PCI DSS 10.3.4, 10.7.2): incremental re-verification
     // and liveness every `[audit] self_check_interval_ms`, off the append path.
@@ -497,7 +516,9 @@ async fn run_broker(c: Config, serve: bool) -> Result<()> {
                     proxy_protocol: c.gateway.proxy_protocol,
                     tokens,
                     registry_url,
+                    registry_ca: Some(g.ca.clone()),
                     listeners,
+                    console_sso: admin::ConsoleSso::from_config(&c)?,
                 });
             }
             admin.health.set_ready("gateway");
@@ -670,6 +691,8 @@ fn main() -> Result<()> {
         Command::Schema(cmd) => std::process::exit(schema_cli::run(cmd)?),
         Command::User(cmd) => std::process::exit(user_cli::run(cmd)),
         Command::Acl(cmd) => std::process::exit(acl_cli::run(cmd)),
+        Command::Role(cmd) => std::process::exit(role_cli::run(cmd)),
+        Command::Cluster(args) => std::process::exit(cluster_cli::run(args)),
         Command::Key(cmd) => std::process::exit(key_cli::run(cmd)),
         Command::Topic(cmd) => std::process::exit(topic_cli::run(cmd)),
         Command::Group(cmd) => std::process::exit(group_cli::run(cmd)),
@@ -687,13 +710,7 @@ fn main() -> Result<()> {
             }
             return Ok(());
         }
-        Command::Audit(cmd) => {
-            if let Err(e) = audit_cli::run(cmd) {
-                eprintln!("{e:#}");
-                std::process::exit(1);
-            }
-            return Ok(());
-        }
+        Command::Audit(cmd) => std::process::exit(audit_cli::run(cmd)),
     };
     let config = args.load()?;
     if which == "config" {

@@ -19,6 +19,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
 use crate::http_client::{HttpClient, seg};
+use crate::output::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, Output, OutputArgs, print_json};
 
 /// The default variable holding the `--user` password.
 pub const PASSWORD_ENV: &str = "GATEHOUSE_REGISTRY_PASSWORD";
@@ -76,6 +77,12 @@ pub enum SchemaCommand {
         #[command(flatten)]
         common: SchemaCommon,
     },
+    /// Where the registry is and its API's links, from the admin API (`GET /v1/schemas`; the
+    /// admin listener's flags, not the registry's).
+    Overview {
+        #[command(flatten)]
+        admin: crate::admin_cli::AdminArgs,
+    },
     /// Delete a subject or one version (soft; `--permanent` after a soft delete).
     Delete {
         /// Subject.
@@ -114,9 +121,8 @@ pub struct SchemaCommon {
     /// Environment variable holding a bearer token (OIDC) to send instead of --user.
     #[arg(long, conflicts_with = "user")]
     token_env: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Table)]
-    output: Output,
+    #[command(flatten)]
+    out: OutputArgs,
 }
 
 impl SchemaCommon {
@@ -192,15 +198,6 @@ impl SchemaKind {
     }
 }
 
-/// How results are printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// Human-readable lines.
-    Table,
-    /// The registry's JSON.
-    Json,
-}
-
 /// Failures with their exit code.
 enum Failure {
     /// The registry answered with an error (exit 1; 2 for `check`).
@@ -221,6 +218,9 @@ impl From<anyhow::Error> for Failure {
 
 /// Runs one `schema` command; returns the process exit code.
 pub fn run(cmd: SchemaCommand) -> Result<i32> {
+    if let SchemaCommand::Overview { admin } = cmd {
+        return Ok(crate::admin_cli::run_with(overview(admin)));
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -234,17 +234,42 @@ pub fn run(cmd: SchemaCommand) -> Result<i32> {
             message,
         }) => {
             eprintln!("error: the registry answered {status} (error code {code}): {message}");
-            if is_check { 2 } else { 1 }
+            if is_check { EXIT_USAGE } else { EXIT_FAILED }
         }
         Err(Failure::Local(e)) => {
             eprintln!("error: {e:#}");
-            2
+            EXIT_USAGE
         }
     })
 }
 
+/// `schema overview`: `GET /v1/schemas` on the admin API.
+async fn overview(admin: crate::admin_cli::AdminArgs) -> Result<(), crate::admin_cli::Failure> {
+    use crate::output::{cell, print_fields, print_table};
+    let v = admin.client()?.call("GET", "/v1/schemas", None).await?;
+    if admin.json() {
+        print_json(&v);
+        return Ok(());
+    }
+    print_fields(&[
+        ("registry", cell(v.get("registry_url"))),
+        ("authentication", cell(v.get("authentication"))),
+        ("docs", cell(v.get("docs"))),
+    ]);
+    let links: Vec<Vec<String>> = v["links"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, u)| vec![k.clone(), cell(Some(u))])
+        .collect();
+    println!();
+    print_table(&["LINK", "URL"], &links);
+    Ok(())
+}
+
 async fn execute(cmd: SchemaCommand) -> Result<i32, Failure> {
     match cmd {
+        SchemaCommand::Overview { .. } => Err(anyhow!("schema overview asks the admin API").into()),
         SchemaCommand::Register {
             subject,
             file,
@@ -260,14 +285,14 @@ async fn execute(cmd: SchemaCommand) -> Result<i32, Failure> {
                 if normalize { "?normalize=true" } else { "" }
             );
             let v = client.call("POST", &path, Some(&body)).await?;
-            match common.output {
+            match common.out.format() {
                 Output::Json => print_json(&v),
                 Output::Table => println!(
                     "registered {subject}: id {}",
                     v.get("id").map(Value::to_string).unwrap_or_default()
                 ),
             }
-            Ok(0)
+            Ok(EXIT_OK)
         }
         SchemaCommand::Check {
             subject,
@@ -288,7 +313,7 @@ async fn execute(cmd: SchemaCommand) -> Result<i32, Failure> {
                 .get("is_compatible")
                 .and_then(Value::as_bool)
                 .ok_or_else(|| anyhow!("the registry's answer has no is_compatible: {v}"))?;
-            match common.output {
+            match common.out.format() {
                 Output::Json => print_json(&v),
                 Output::Table => {
                     if compatible {
@@ -309,7 +334,7 @@ async fn execute(cmd: SchemaCommand) -> Result<i32, Failure> {
                     }
                 }
             }
-            Ok(if compatible { 0 } else { 1 })
+            Ok(if compatible { EXIT_OK } else { EXIT_FAILED })
         }
         SchemaCommand::Get {
             subject,
@@ -324,7 +349,7 @@ async fn execute(cmd: SchemaCommand) -> Result<i32, Failure> {
                 (None, None) => return Err(anyhow!("give a SUBJECT or --id").into()),
             };
             let v = client.call("GET", &path, None).await?;
-            match common.output {
+            match common.out.format() {
                 Output::Json => print_json(&v),
                 Output::Table => {
                     if let Some(id) = id {
@@ -350,20 +375,21 @@ async fn execute(cmd: SchemaCommand) -> Result<i32, Failure> {
                     );
                 }
             }
-            Ok(0)
+            Ok(EXIT_OK)
         }
         SchemaCommand::List { common } => {
             let client = common.client()?;
             let v = client.call("GET", "/subjects", None).await?;
-            match common.output {
+            match common.out.format() {
                 Output::Json => print_json(&v),
                 Output::Table => {
+                    // One subject per line and no header: CI scripts pipe it (`| xargs`).
                     for s in v.as_array().into_iter().flatten() {
                         println!("{}", plain(s));
                     }
                 }
             }
-            Ok(0)
+            Ok(EXIT_OK)
         }
         SchemaCommand::Delete {
             subject,
@@ -378,7 +404,7 @@ async fn execute(cmd: SchemaCommand) -> Result<i32, Failure> {
                 None => format!("/subjects/{}{q}", seg(&subject)),
             };
             let v = client.call("DELETE", &path, None).await?;
-            match common.output {
+            match common.out.format() {
                 Output::Json => print_json(&v),
                 Output::Table => {
                     let how = if permanent {
@@ -389,7 +415,7 @@ async fn execute(cmd: SchemaCommand) -> Result<i32, Failure> {
                     println!("{how} {subject} version(s) {}", plain_list(&v));
                 }
             }
-            Ok(0)
+            Ok(EXIT_OK)
         }
     }
 }
@@ -403,13 +429,6 @@ fn plain_list(v: &Value) -> String {
         Some(a) => a.iter().map(plain).collect::<Vec<_>>().join(", "),
         None => plain(v),
     }
-}
-
-fn print_json(v: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-    );
 }
 
 /// The register/check request body from a schema file.

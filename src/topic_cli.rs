@@ -1,153 +1,17 @@
-//! `gatehouse topic list|create|describe|delete|alter`: topics through the admin REST API
-//! (`/v1/topics…`, see docs/admin-api.md), which acts as the logged-in user through the
+//! `gatehouse topic list|create|describe|delete|alter|messages`: topics through the admin REST
+//! API (`/v1/topics…`, see docs/admin-api.md), which acts as the logged-in user through the
 //! gateway (its ACLs, governance configs and audit apply).
 //!
-//! Plain HTTP/1.1 to the admin listener (`--admin-url`, default `http://127.0.0.1:8080`, env
-//! `GATEHOUSE_ADMIN_URL`), HTTP Basic as `--user` (default `admin`) with the password from the
-//! variable named by `--password-env` (default `GATEHOUSE_ADMIN_PASSWORD`); secrets are never
-//! taken on the command line nor printed. `--output table|json` (default table).
-//!
-//! This module also holds what `gatehouse group` shares with it ([`AdminArgs`], [`run_with`],
-//! [`Failure`]). Exit codes (as `gatehouse key`): 0 success; 1 the server refused the request
-//! (401, 403, 404, 409, 422, ...); 2 usage or connection errors.
+//! Connection flags, `--output table|json` and exit codes are those of every admin-API command
+//! ([`crate::admin_cli`], [`crate::output`]).
 
-use anyhow::{Result, anyhow};
-use clap::{Args, Subcommand, ValueEnum};
+use anyhow::anyhow;
+use clap::Subcommand;
 use serde_json::{Map, Value, json};
 
-use crate::http_client::{HttpClient, seg};
-use crate::user_cli::print_table;
-
-/// How results are printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// Aligned columns.
-    Table,
-    /// The API's JSON.
-    Json,
-}
-
-/// Flags shared by every `topic` and `group` command.
-#[derive(Args, Debug)]
-pub struct AdminArgs {
-    /// Admin API base URL (plain HTTP).
-    #[arg(
-        long,
-        env = "GATEHOUSE_ADMIN_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    admin_url: String,
-    /// User for HTTP Basic authentication (password from --password-env).
-    #[arg(long, default_value = "admin")]
-    user: String,
-    /// Environment variable holding the --user password.
-    #[arg(long, default_value = crate::key_cli::PASSWORD_ENV)]
-    password_env: String,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Table)]
-    pub output: Output,
-}
-
-/// Failures with their exit code.
-pub enum Failure {
-    /// The server answered with an error (exit 1).
-    Refused {
-        status: u16,
-        code: i64,
-        message: String,
-    },
-    /// Usage or connection problems (exit 2).
-    Local(anyhow::Error),
-}
-
-impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Self {
-        Failure::Local(e)
-    }
-}
-
-/// An admin API client: 2xx JSON, or [`Failure::Refused`].
-pub struct Client(HttpClient);
-
-impl AdminArgs {
-    /// A client logged in as `--user`.
-    pub fn client(&self) -> Result<Client> {
-        let c = HttpClient::admin(&self.admin_url, &self.user, &self.password_env)?.with_media(
-            "gatehouse-cli",
-            "application/json",
-            "application/json",
-        );
-        Ok(Client(c))
-    }
-}
-
-impl Client {
-    /// One request; the JSON of a 2xx answer.
-    pub async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, Failure> {
-        self.0
-            .call(method, path, body)
-            .await?
-            .map_err(|e| Failure::Refused {
-                status: e.status,
-                code: e.code,
-                message: e.message,
-            })
-    }
-}
-
-/// Runs `work` on a fresh runtime; returns the exit code.
-pub fn run_with<F>(work: F) -> i32
-where
-    F: std::future::Future<Output = Result<(), Failure>>,
-{
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return 2;
-        }
-    };
-    match rt.block_on(work) {
-        Ok(()) => 0,
-        Err(Failure::Refused {
-            status,
-            code,
-            message,
-        }) => {
-            eprintln!("error: the admin API answered {status} (error code {code}): {message}");
-            1
-        }
-        Err(Failure::Local(e)) => {
-            eprintln!("error: {e:#}");
-            2
-        }
-    }
-}
-
-/// Prints JSON to stdout.
-pub fn print_json(v: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-    );
-}
-
-/// A JSON value as a table cell (`-` for null or missing).
-pub fn cell(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => "-".to_string(),
-        Some(other) => other.to_string(),
-    }
-}
+use crate::admin_cli::{AdminArgs, Failure, query, run_with};
+use crate::http_client::seg;
+use crate::output::{cell, print_fields, print_json, print_table};
 
 /// `gatehouse topic ...`.
 #[derive(Subcommand, Debug)]
@@ -203,6 +67,23 @@ pub enum TopicCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Read records of one partition as the logged-in user (READ on the topic; an encrypted
+    /// topic's records decrypt only for the readers it allows).
+    Messages {
+        /// Topic name.
+        name: String,
+        /// Partition (default 0).
+        #[arg(long)]
+        partition: Option<i32>,
+        /// First offset to read (default: the last --limit records of the partition).
+        #[arg(long)]
+        offset: Option<i64>,
+        /// At most this many records (default 20, at most 100).
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 /// Runs one `topic` command; returns the process exit code.
@@ -252,7 +133,7 @@ async fn execute(cmd: TopicCommand) -> Result<(), Failure> {
     match cmd {
         TopicCommand::List { admin } => {
             let v = admin.client()?.call("GET", "/v1/topics", None).await?;
-            if admin.output == Output::Json {
+            if admin.json() {
                 print_json(&v);
                 return Ok(());
             }
@@ -289,7 +170,7 @@ async fn execute(cmd: TopicCommand) -> Result<(), Failure> {
                 .client()?
                 .call("POST", "/v1/topics", Some(&body))
                 .await?;
-            if admin.output == Output::Json {
+            if admin.json() {
                 print_json(&v);
             } else {
                 println!(
@@ -303,13 +184,15 @@ async fn execute(cmd: TopicCommand) -> Result<(), Failure> {
         TopicCommand::Describe { name, admin } => {
             let path = format!("/v1/topics/{}", seg(&name));
             let v = admin.client()?.call("GET", &path, None).await?;
-            if admin.output == Output::Json {
+            if admin.json() {
                 print_json(&v);
                 return Ok(());
             }
-            println!("topic:      {}", cell(v.get("name")));
-            println!("topic id:   {}", cell(v.get("topic_id")));
-            println!("governance: {}", governance_cell(&v));
+            print_fields(&[
+                ("topic", cell(v.get("name"))),
+                ("topic id", cell(v.get("topic_id"))),
+                ("governance", governance_cell(&v)),
+            ]);
             let rows: Vec<Vec<String>> = v["partitions"]
                 .as_array()
                 .into_iter()
@@ -349,7 +232,7 @@ async fn execute(cmd: TopicCommand) -> Result<(), Failure> {
             }
             let path = format!("/v1/topics/{}?confirm={}", seg(&name), seg(&confirm));
             let v = admin.client()?.call("DELETE", &path, None).await?;
-            if admin.output == Output::Json {
+            if admin.json() {
                 print_json(&v);
             } else {
                 println!("deleted topic {name}");
@@ -369,7 +252,7 @@ async fn execute(cmd: TopicCommand) -> Result<(), Failure> {
             let body = json!({ "set": pairs(&set, "--set")?, "delete": delete });
             let path = format!("/v1/topics/{}/configs", seg(&name));
             let v = admin.client()?.call("PATCH", &path, Some(&body)).await?;
-            if admin.output == Output::Json {
+            if admin.json() {
                 print_json(&v);
             } else {
                 for (k, val) in v["set"].as_object().into_iter().flatten() {
@@ -380,8 +263,75 @@ async fn execute(cmd: TopicCommand) -> Result<(), Failure> {
                 }
             }
         }
+        TopicCommand::Messages {
+            name,
+            partition,
+            offset,
+            limit,
+            admin,
+        } => {
+            let path = query(
+                &format!("/v1/topics/{}/messages", seg(&name)),
+                &[
+                    ("partition", partition.map(|p| p.to_string())),
+                    ("offset", offset.map(|o| o.to_string())),
+                    ("limit", limit.map(|l| l.to_string())),
+                ],
+            );
+            let v = admin.client()?.call("GET", &path, None).await?;
+            if admin.json() {
+                print_json(&v);
+            } else {
+                print_table(
+                    &["PARTITION", "OFFSET", "TIMESTAMP", "KEY", "VALUE"],
+                    &message_rows(&v),
+                );
+            }
+        }
     }
     Ok(())
+}
+
+/// The records of a `/messages` answer as table rows.
+fn message_rows(v: &Value) -> Vec<Vec<String>> {
+    v["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            vec![
+                cell(m.get("partition").or_else(|| v.get("partition"))),
+                cell(m.get("offset")),
+                cell(m.get("timestamp")),
+                payload_cell(&m["key"]),
+                payload_cell(&m["value"]),
+            ]
+        })
+        .collect()
+}
+
+/// A key or value (`{"encoding","data","encrypted","schema_id","size","truncated"}`) as one
+/// cell: the text, `base64:` and the data otherwise, marked when encrypted, in Confluent's wire
+/// format or cut short.
+fn payload_cell(p: &Value) -> String {
+    if p.is_null() {
+        return "-".to_string();
+    }
+    let mut out = String::new();
+    if p["encrypted"] == true {
+        out.push_str("(encrypted) ");
+    }
+    if let Some(id) = p["schema_id"].as_i64() {
+        out.push_str(&format!("(schema {id}) "));
+    }
+    if p["encoding"] == "base64" {
+        out.push_str("base64:");
+    }
+    out.push_str(p["data"].as_str().unwrap_or_default());
+    if p["truncated"] == true {
+        out.push_str(&format!("... ({} bytes)", cell(p.get("size"))));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -390,13 +340,34 @@ mod tests {
 
     #[test]
     fn key_value_pairs() {
-        let m = pairs(&["a=1".into(), "b=x=y".into()], "--set")
-            .ok()
-            .expect("valid");
+        let m = pairs(&["a=1".into(), "b=x=y".into()], "--set").expect("valid");
         assert_eq!(m["a"], "1");
         assert_eq!(m["b"], "x=y");
         assert!(pairs(&["novalue".into()], "--set").is_err());
         assert!(pairs(&["=v".into()], "--set").is_err());
+    }
+
+    #[test]
+    fn payload_cells() {
+        assert_eq!(payload_cell(&Value::Null), "-");
+        assert_eq!(
+            payload_cell(
+                &json!({"encoding": "text", "data": "hi", "encrypted": false,
+                "schema_id": null, "size": 2, "truncated": false})
+            ),
+            "hi"
+        );
+        assert_eq!(
+            payload_cell(
+                &json!({"encoding": "base64", "data": "AAE=", "encrypted": true,
+                "schema_id": 7, "size": 90000, "truncated": true})
+            ),
+            "(encrypted) (schema 7) base64:AAE=... (90000 bytes)"
+        );
+        let rows = message_rows(&json!({"partition": 1, "records": [
+            {"offset": 5, "timestamp": 9, "key": null, "value": {"encoding": "text", "data": "v"}}
+        ]}));
+        assert_eq!(rows, vec![vec!["1", "5", "9", "-", "v"]]);
     }
 
     #[test]

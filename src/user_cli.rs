@@ -38,6 +38,8 @@ use rand::RngCore;
 use serde_json::json;
 use sha2::{Sha256, Sha512};
 
+use crate::output::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, OutputArgs, print_json, print_table};
+
 /// Default `--bootstrap`: the gateway's plaintext SASL listener.
 const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9093";
 /// Salt length of the credentials `user add` makes (as the gateway's own).
@@ -118,15 +120,15 @@ where
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return 2;
+            return EXIT_USAGE;
         }
     };
     match rt.block_on(work) {
-        Ok(()) => 0,
-        Err(Failure::Refused) => 1,
+        Ok(()) => EXIT_OK,
+        Err(Failure::Refused) => EXIT_FAILED,
         Err(Failure::Local(e)) => {
             eprintln!("error: {e:#}");
-            2
+            EXIT_USAGE
         }
     }
 }
@@ -252,40 +254,6 @@ pub fn kafka_error(code: i16, message: Option<&StrBytes>) -> String {
     }
 }
 
-/// Rows printed as aligned columns under a header.
-pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let last = cells.len().saturating_sub(1);
-        let mut out = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            out.push_str(cell);
-            if i < last {
-                let pad = w.saturating_sub(cell.chars().count()) + 2;
-                out.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        println!("{out}");
-    };
-    line(header.to_vec());
-    for r in rows {
-        line(r.iter().map(String::as_str).collect());
-    }
-}
-
-/// Prints JSON to stdout.
-pub fn print_json(v: &serde_json::Value) {
-    match serde_json::to_string_pretty(v) {
-        Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("error: cannot print JSON: {e}"),
-    }
-}
-
 fn s(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_owned())
 }
@@ -311,6 +279,9 @@ pub enum UserCommand {
         /// Read the new user's password from this environment variable instead of stdin.
         #[arg(long, value_name = "VAR")]
         new_password_env: Option<String>,
+        /// `--output json`: {name, principal, mechanisms: [{mechanism, iterations}]}.
+        #[command(flatten)]
+        out: OutputArgs,
         #[command(flatten)]
         gateway: GatewayArgs,
     },
@@ -322,6 +293,9 @@ pub enum UserCommand {
         /// Delete only this mechanism's credential (`both`: exactly both).
         #[arg(long, value_enum, ignore_case = true)]
         mechanism: Option<ScramChoice>,
+        /// `--output json`: {name, deleted: [mechanism]}.
+        #[command(flatten)]
+        out: OutputArgs,
         #[command(flatten)]
         gateway: GatewayArgs,
     },
@@ -329,9 +303,9 @@ pub enum UserCommand {
     List {
         /// Only these users (an unknown one is an error, exit 1).
         names: Vec<String>,
-        /// Print JSON (an array of {user, mechanism, iterations}).
-        #[arg(long)]
-        json: bool,
+        /// `--output json`: an array of {user, mechanism, iterations}.
+        #[command(flatten)]
+        out: OutputArgs,
         #[command(flatten)]
         gateway: GatewayArgs,
     },
@@ -373,16 +347,27 @@ async fn execute(cmd: UserCommand) -> Result<(), Failure> {
             mechanism,
             iterations,
             new_password_env,
+            out,
             gateway,
         } => {
             check_name(&name)?;
             let password = new_password(&name, new_password_env.as_deref())?;
             let gw = connect(&gateway).await?;
-            add(&gw, &name, mechanism.mechanisms(), iterations, &password).await
+            let mechanisms = mechanism.mechanisms();
+            add(
+                &gw,
+                &name,
+                &mechanisms,
+                iterations,
+                &password,
+                out.is_json(),
+            )
+            .await
         }
         UserCommand::Delete {
             name,
             mechanism,
+            out,
             gateway,
         } => {
             check_name(&name)?;
@@ -398,16 +383,16 @@ async fn execute(cmd: UserCommand) -> Result<(), Failure> {
                 eprintln!("error: user {name} has no SCRAM credentials");
                 return Err(Failure::Refused);
             }
-            delete(&gw, &name, &mechanisms).await
+            delete(&gw, &name, &mechanisms, out.is_json()).await
         }
         UserCommand::List {
             names,
-            json,
+            out,
             gateway,
         } => {
             let gw = connect(&gateway).await?;
             let (rows, failed) = describe(&gw, &names).await?;
-            if json {
+            if out.is_json() {
                 let v: Vec<_> = rows
                     .iter()
                     .map(|(u, m, it)| json!({"user": u, "mechanism": m.name(), "iterations": it}))
@@ -503,9 +488,10 @@ pub fn scram_upsertion(
 async fn add(
     gw: &Gateway,
     user: &str,
-    mechanisms: Vec<Mechanism>,
+    mechanisms: &[Mechanism],
     iterations: u32,
     password: &str,
+    json: bool,
 ) -> Result<(), Failure> {
     let upsertions = mechanisms
         .iter()
@@ -519,12 +505,31 @@ async fn add(
         .into_iter()
         .map(|r| (r.user.to_string(), r.error_code, r.error_message))
         .collect();
-    report_alter(user, &mechanisms, &results, |m| {
-        format!("user {user}: {m} credential set ({iterations} iterations)")
-    })
+    let (done, failed) = report_alter(user, mechanisms, &results);
+    if json {
+        let set: Vec<_> = done
+            .iter()
+            .map(|m| json!({"mechanism": m.name(), "iterations": iterations}))
+            .collect();
+        print_json(&json!({"name": user, "principal": format!("User:{user}"), "mechanisms": set}));
+    } else {
+        for m in &done {
+            println!("user {user}: {m} credential set ({iterations} iterations)");
+        }
+    }
+    if failed {
+        Err(Failure::Refused)
+    } else {
+        Ok(())
+    }
 }
 
-async fn delete(gw: &Gateway, user: &str, mechanisms: &[Mechanism]) -> Result<(), Failure> {
+async fn delete(
+    gw: &Gateway,
+    user: &str,
+    mechanisms: &[Mechanism],
+    json: bool,
+) -> Result<(), Failure> {
     let deletions = mechanisms
         .iter()
         .map(|m| {
@@ -541,28 +546,44 @@ async fn delete(gw: &Gateway, user: &str, mechanisms: &[Mechanism]) -> Result<()
         .into_iter()
         .map(|r| (r.user.to_string(), r.error_code, r.error_message))
         .collect();
-    report_alter(user, mechanisms, &results, |m| {
-        format!("user {user}: {m} credential deleted")
-    })?;
-    println!(
+    let (done, failed) = report_alter(user, mechanisms, &results);
+    if json {
+        let deleted: Vec<&str> = done.iter().map(|m| m.name()).collect();
+        print_json(&json!({"name": user, "deleted": deleted}));
+    } else {
+        for m in &done {
+            println!("user {user}: {m} credential deleted");
+        }
+    }
+    if failed {
+        return Err(Failure::Refused);
+    }
+    let note = format!(
         "ACLs naming User:{user} are kept; remove them with `gatehouse acl remove --all-matching --principal User:{user}`."
     );
+    // JSON output stays one document on stdout.
+    if json {
+        eprintln!("{note}");
+    } else {
+        println!("{note}");
+    }
     Ok(())
 }
 
-/// Prints the outcome of an AlterUserScramCredentials call. The gateway answers one result per
-/// deletion or upsertion; Kafka answers one per user; both are read correctly.
+/// The outcome of an AlterUserScramCredentials call: the mechanisms that succeeded, and
+/// whether any failed (each failure is printed). The gateway answers one result per deletion
+/// or upsertion; Kafka answers one per user; both are read correctly.
 fn report_alter(
     user: &str,
     mechanisms: &[Mechanism],
     results: &[(String, i16, Option<StrBytes>)],
-    ok_line: impl Fn(Mechanism) -> String,
-) -> Result<(), Failure> {
+) -> (Vec<Mechanism>, bool) {
     let mut failed = false;
+    let mut done = Vec::new();
     if results.len() == mechanisms.len() {
         for (m, (_, code, message)) in mechanisms.iter().zip(results) {
             if *code == 0 {
-                println!("{}", ok_line(*m));
+                done.push(*m);
             } else {
                 failed = true;
                 eprintln!(
@@ -577,16 +598,10 @@ fn report_alter(
             eprintln!("error: user {u}: {}", kafka_error(*code, message.as_ref()));
         }
         if !failed {
-            for m in mechanisms {
-                println!("{}", ok_line(*m));
-            }
+            done.extend_from_slice(mechanisms);
         }
     }
-    if failed {
-        Err(Failure::Refused)
-    } else {
-        Ok(())
-    }
+    (done, failed)
 }
 
 /// One row of `user list`: user, mechanism, iterations.

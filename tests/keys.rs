@@ -313,6 +313,7 @@ fn rotate_while_flowing_restart_then_shred() {
     assert_eq!(kek_id.len(), 32, "{st}");
     let listed = gatehouse(&b, &["key", "list"], &[], "");
     expect(&listed, 0);
+    assert!(listed.stdout.starts_with("NAME "), "{}", listed.stdout);
     assert!(listed.stdout.contains(&topic) && listed.stdout.contains(&kek_id));
 
     // A consumer and a producer run while the key is rotated.
@@ -610,7 +611,7 @@ fn refusals_and_errors() {
         "",
     );
     expect(&r, 0);
-    let mut args = vec!["key", "list", "--json"];
+    let mut args = vec!["key", "list", "--output", "json"];
     args.extend(as_alice);
     let r = poll_until(OP_DEADLINE, "the ACL to apply", || {
         let r = gatehouse(&b, &args, &alice, "");

@@ -350,7 +350,14 @@ fn user_and_acl_lifecycle() {
     );
     let r = gatehouse(
         &broker,
-        &["acl", "list", "--principal", "User:alice", "--json"],
+        &[
+            "acl",
+            "list",
+            "--principal",
+            "User:alice",
+            "--output",
+            "json",
+        ],
         &[],
         "",
     );
@@ -646,6 +653,7 @@ fn doctor_and_completions() {
     args[4] = &dead_admin;
     let run = gatehouse(&broker, &args, &[], "");
     expect(&run, 1);
+    assert!(run.stdout.starts_with("RESULT"), "{}", run.stdout);
     assert!(
         run.stdout
             .lines()
@@ -656,7 +664,10 @@ fn doctor_and_completions() {
 
     let run = gatehouse(&broker, &["completions", "bash"], &[], "");
     expect(&run, 0);
-    for sub in ["serve", "doctor", "schema", "audit", "key"] {
+    for sub in [
+        "serve", "doctor", "schema", "audit", "key", "topic", "group", "user", "acl", "role",
+        "cluster",
+    ] {
         assert!(run.stdout.contains(sub), "completion lacks {sub}");
     }
 }
