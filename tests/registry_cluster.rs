@@ -409,16 +409,14 @@ fn bundled_broker_node_and_upstream_node() {
     );
     let (b, _) = serve_node(&a, Some(&b_toml), a.scratch_dir(), "b");
     let nodes = [a.registry_addr(), b.registry_addr()];
-    agreed_leader(&ca, &nodes, Duration::from_secs(30));
+    agreed_leader(&ca, &nodes, Duration::from_secs(60));
     let mut ids = BTreeSet::new();
     for i in 0..6 {
         let id = register(&ca, nodes[i % 2], &format!("bundled-{i}"), &format!("B{i}"));
         assert!(ids.insert(id));
         for n in nodes {
-            assert_eq!(
-                https(&ca, n, "GET", &format!("/schemas/ids/{id}"), None).status,
-                200
-            );
+            let got = https(&ca, n, "GET", &format!("/schemas/ids/{id}"), None);
+            assert_eq!(got.status, 200, "GET id {id} on {n}: {}", got.body);
         }
     }
     assert_eq!(
