@@ -208,6 +208,18 @@ fn check_csrf(
     Ok(())
 }
 
+/// A console form POST: the session, the decoded form, its CSRF token and origin checked.
+fn posted_form(
+    store: &Sessions,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(Me, BTreeMap<String, String>), Box<Response>> {
+    let me = current(store, headers)?;
+    let form = form_of(body, Some(&me.header()))?;
+    check_csrf(headers, &form, &me)?;
+    Ok((me, form))
+}
+
 /// An internal API answer that was not a success.
 struct ApiError {
     status: StatusCode,
@@ -758,17 +770,10 @@ async fn create_topic(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let me = match current(&store, &headers) {
-        Ok(m) => m,
+    let (me, f) = match posted_form(&store, &headers, &body) {
+        Ok(x) => x,
         Err(r) => return *r,
     };
-    let f = match form_of(&body, Some(&me.header())) {
-        Ok(f) => f,
-        Err(r) => return *r,
-    };
-    if let Err(r) = check_csrf(&headers, &f, &me) {
-        return *r;
-    }
     let form = TopicForm::from_form(&f);
     let (name, partitions, configs) = match form.validate() {
         Ok(x) => x,

@@ -13,8 +13,8 @@ use gatehouse_compliance::Timestamp;
 
 use super::super::html::{secure_headers, url_encode};
 use super::super::{
-    AdminState, Me, Nav, Store, api, audit_status_html, check_csrf, current, document, esc,
-    form_of, html, is_unauthorized, message, parse_form, relogin, section_error,
+    AdminState, Me, Nav, Store, api, audit_status_html, current, document, esc, html,
+    is_unauthorized, message, parse_form, posted_form, relogin, section_error,
 };
 use super::checked;
 use crate::evidence::{MAX_PERIOD_DAYS, period};
@@ -246,17 +246,10 @@ pub(super) async fn download(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let me = match current(&store, &headers) {
-        Ok(m) => m,
+    let (me, f) = match posted_form(&store, &headers, &body) {
+        Ok(x) => x,
         Err(r) => return *r,
     };
-    let f = match form_of(&body, Some(&me.header())) {
-        Ok(f) => f,
-        Err(r) => return *r,
-    };
-    if let Err(r) = check_csrf(&headers, &f, &me) {
-        return *r;
-    }
     let (from, to) = (field(&f, "from"), field(&f, "to"));
     fetch(s, &store, &me, peer, (&from, &to)).await
 }

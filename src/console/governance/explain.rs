@@ -11,8 +11,8 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::super::{
-    AdminState, Me, Nav, Store, api, check_csrf, current, document, esc, form_of, html, message,
-    parse_form, relogin, section_error, table, text,
+    AdminState, Me, Nav, Store, api, current, document, esc, html, message, parse_form,
+    posted_form, relogin, section_error, table, text,
 };
 use super::{checked, select};
 
@@ -284,17 +284,10 @@ pub(super) async fn run(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let me = match current(&store, &headers) {
-        Ok(m) => m,
+    let (me, f) = match posted_form(&store, &headers, &body) {
+        Ok(x) => x,
         Err(r) => return *r,
     };
-    let f = match form_of(&body, Some(&me.header())) {
-        Ok(f) => f,
-        Err(r) => return *r,
-    };
-    if let Err(r) = check_csrf(&headers, &f, &me) {
-        return *r;
-    }
     let form = ExplainForm::from_map(&f);
     let request = match form.validate() {
         Ok(b) => b,

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use super::super::html::url_encode;
 use super::super::{
-    AdminState, ApiError, Me, Nav, Store, api, check_csrf, current, document, esc, form_of, html,
-    message, parse_form, relogin, section_error, see_other, table, td, text,
+    AdminState, ApiError, Me, Nav, Store, api, current, document, esc, html, message, parse_form,
+    posted_form, relogin, section_error, see_other, table, td, text,
 };
 use super::checked;
 
@@ -206,17 +206,10 @@ pub(super) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let me = match current(&store, &headers) {
-        Ok(m) => m,
+    let (me, f) = match posted_form(&store, &headers, &body) {
+        Ok(x) => x,
         Err(r) => return *r,
     };
-    let f = match form_of(&body, Some(&me.header())) {
-        Ok(f) => f,
-        Err(r) => return *r,
-    };
-    if let Err(r) = check_csrf(&headers, &f, &me) {
-        return *r;
-    }
     let name = f
         .get("name")
         .map(|n| n.trim().to_string())
@@ -456,17 +449,10 @@ async fn change(
     body: Bytes,
     what: Change,
 ) -> Response {
-    let me = match current(&store, &headers) {
-        Ok(m) => m,
+    let (me, f) = match posted_form(&store, &headers, &body) {
+        Ok(x) => x,
         Err(r) => return *r,
     };
-    let f = match form_of(&body, Some(&me.header())) {
-        Ok(f) => f,
-        Err(r) => return *r,
-    };
-    if let Err(r) = check_csrf(&headers, &f, &me) {
-        return *r;
-    }
     if let Err(m) = valid_name(&name) {
         return render_detail(
             &s,
