@@ -7,8 +7,9 @@
 //!   with [`gatehouse_policy::Authenticator::verify_plain`]); a refusal is audited like the
 //!   API's 401s. A success opens a server-side session ([`session`]).
 //! * `GET /console` (overview), `GET/POST /console/topics` (topics with their governance
-//!   state, create form), `GET /console/access` (users, ACLs, role bindings),
-//!   `GET /console/audit` (events with filters, verification status), `POST /console/logout`.
+//!   state, create form), `GET /console/access` (users, ACLs, role bindings, with the forms
+//!   that change them: [`access`]), `GET /console/audit` (events with filters, verification
+//!   status), `POST /console/logout`.
 //!
 //! The pages do not decide anything: each one calls the admin REST handlers in-process with
 //! the session's credentials, so the console acts **as the user** through the gateway exactly
@@ -16,6 +17,7 @@
 //! `audit_access` event). Every POST carries the session's CSRF token (the login form a
 //! double-submit token); a missing or wrong token is answered 403.
 
+mod access;
 mod data;
 mod governance;
 mod html;
@@ -31,7 +33,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Extension, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use base64::Engine as _;
 use gatehouse_compliance::{AuditEvent, EventType, Outcome};
 use gatehouse_policy::AuthError;
@@ -63,9 +65,15 @@ pub(super) fn routes() -> axum::Router<AdminState> {
     axum::Router::new()
         .route("/console", get(overview))
         .route("/console/login", get(login_form).post(login))
-        .route("/console/logout", axum::routing::post(logout))
+        .route("/console/logout", post(logout))
         .route("/console/topics", get(topics_page).post(create_topic))
         .route("/console/access", get(access_page))
+        .route("/console/access/users", post(access::create_user))
+        .route("/console/access/users/delete", post(access::delete_user))
+        .route("/console/access/acls", post(access::add_acl))
+        .route("/console/access/acls/delete", post(access::remove_acl))
+        .route("/console/access/roles", post(access::bind_role))
+        .route("/console/access/roles/unbind", post(access::unbind_role))
         .route("/console/audit", get(audit_page))
         .route("/console/static/console.css", get(css))
         .merge(data::routes())
@@ -738,7 +746,7 @@ impl TopicForm {
     }
 }
 
-/// `GET /console/topics[?created=NAME]`.
+/// `GET /console/topics[?created=NAME|?deleted=NAME]`.
 async fn topics_page(
     State(s): State<AdminState>,
     Extension(store): Extension<Store>,
@@ -751,10 +759,14 @@ async fn topics_page(
         Err(r) => return *r,
     };
     let query = parse_form(uri.query().unwrap_or_default().as_bytes()).unwrap_or_default();
-    let note = query
-        .get("created")
-        .filter(|n| !n.is_empty() && n.len() <= 249)
-        .map(|n| ("ok", format!("Topic {n} created.")));
+    let named = |k: &str| {
+        query
+            .get(k)
+            .filter(|n| !n.is_empty() && n.len() <= 249 && !has_control(n))
+    };
+    let note = named("created")
+        .map(|n| ("ok", format!("Topic {n} created.")))
+        .or_else(|| named("deleted").map(|n| ("ok", format!("Topic {n} deleted."))));
     let form = TopicForm {
         partitions: "1".into(),
         ..TopicForm::default()
@@ -1018,29 +1030,32 @@ fn table(id: &str, heads: &[&str], rows: &[Vec<String>], empty: &str) -> String 
     out
 }
 
-fn rows(v: &Value, list: &str, keys: &[&str]) -> Vec<Vec<String>> {
-    v.get(list)
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .map(|i| keys.iter().map(|k| text(i, k)).collect())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// `GET /console/access`.
+/// `GET /console/access[?done&who]`.
 async fn access_page(
     State(s): State<AdminState>,
     Extension(store): Extension<Store>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Response {
     let me = match current(&store, &headers) {
         Ok(m) => m,
         Err(r) => return *r,
     };
+    let query = parse_form(uri.query().unwrap_or_default().as_bytes()).unwrap_or_default();
+    let note = access::done_note(&query);
+    render_access(&s, &store, &me, peer, note, StatusCode::OK).await
+}
+
+/// The access page (users, ACLs, role bindings, their forms), with an optional note.
+async fn render_access(
+    s: &AdminState,
+    store: &Sessions,
+    me: &Me,
+    peer: SocketAddr,
+    note: Option<(&str, String)>,
+    status: StatusCode,
+) -> Response {
     let users = api(super::users::list(State(s.clone()), ConnectInfo(peer), me.auth()).await).await;
     let acls = api(super::acls::list(
         State(s.clone()),
@@ -1050,18 +1065,20 @@ async fn access_page(
     )
     .await)
     .await;
-    let roles = api(super::list_roles(State(s), ConnectInfo(peer), me.auth()).await).await;
+    let roles = api(super::list_roles(State(s.clone()), ConnectInfo(peer), me.auth()).await).await;
     if is_unauthorized(&users) || is_unauthorized(&acls) || is_unauthorized(&roles) {
-        return relogin(&store, &me);
+        return relogin(store, me);
     }
-    let mut body = String::from(
+    let csrf = me.session.csrf.as_str();
+    let mut body = note.map(|(k, m)| message(k, &m)).unwrap_or_default();
+    body.push_str(
         "<p class=\"actions\"><a href=\"/console/access/explain\" id=\"explain-link\">\
          Explain an access decision</a>: would the gateway allow a principal an operation, and \
          which binding decides?</p><section class=\"card wide\"><h2>Users</h2>",
     );
     match &users {
         Ok(u) => {
-            let rows: Vec<Vec<String>> = u
+            let rows: Vec<(Vec<String>, String)> = u
                 .get("users")
                 .and_then(Value::as_array)
                 .map(|us| {
@@ -1082,12 +1099,14 @@ async fn access_page(
                                         .collect()
                                 })
                                 .unwrap_or_default();
-                            vec![text(u, "name"), text(u, "principal"), mechs.join(", ")]
+                            let name = text(u, "name");
+                            let action = access::delete_user_form(csrf, &name);
+                            (vec![name, text(u, "principal"), mechs.join(", ")], action)
                         })
                         .collect()
                 })
                 .unwrap_or_default();
-            body.push_str(&table(
+            body.push_str(&access::action_table(
                 "users",
                 &["User", "Principal", "SCRAM credentials"],
                 &rows,
@@ -1098,7 +1117,7 @@ async fn access_page(
     }
     body.push_str("</section><section class=\"card wide\"><h2>ACLs</h2>");
     match &acls {
-        Ok(a) => body.push_str(&table(
+        Ok(a) => body.push_str(&access::action_table(
             "acls",
             &[
                 "Principal",
@@ -1109,7 +1128,7 @@ async fn access_page(
                 "Operation",
                 "Permission",
             ],
-            &rows(
+            &with_actions(
                 a,
                 "acls",
                 &[
@@ -1121,18 +1140,20 @@ async fn access_page(
                     "operation",
                     "permission",
                 ],
+                |v| access::remove_acl_form(csrf, v),
             ),
             "No ACLs.",
         )),
         Err(e) => body.push_str(&section_error(e)),
     }
     body.push_str("</section><section class=\"card wide\"><h2>Role bindings</h2>");
+    let mut known: Vec<String> = Vec::new();
     match &roles {
         Ok(r) => {
-            body.push_str(&table(
+            body.push_str(&access::action_table(
                 "roles",
                 &["Principal", "Role", "Resource type", "Resource", "Pattern"],
-                &rows(
+                &with_actions(
                     r,
                     "roles",
                     &[
@@ -1142,10 +1163,11 @@ async fn access_page(
                         "resource_name",
                         "pattern_type",
                     ],
+                    |v| access::unbind_form(csrf, v),
                 ),
                 "No role bindings.",
             ));
-            let known: Vec<String> = r
+            known = r
                 .get("known_roles")
                 .and_then(Value::as_array)
                 .map(|k| {
@@ -1162,10 +1184,29 @@ async fn access_page(
         Err(e) => body.push_str(&section_error(e)),
     }
     body.push_str("</section>");
+    body.push_str(&access::forms(csrf, &known));
     html(
-        StatusCode::OK,
+        status,
         document("Users & access", Nav::Access, Some(&me.header()), &body),
     )
+}
+
+/// The rows of `v[list]` (cells at `keys`), each with its action cell.
+fn with_actions(
+    v: &Value,
+    list: &str,
+    keys: &[&str],
+    action: impl Fn(&Value) -> String,
+) -> Vec<(Vec<String>, String)> {
+    v.get(list)
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| (keys.iter().map(|k| text(i, k)).collect(), action(i)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 //! Console pages over the data: a topic's page (partitions, configs, governance state and the
 //! records its data policy refused), the message browser (each record as the signed-in
 //! principal may see it: ciphertext stays ciphertext, marked "encrypted"), and the schema
-//! pages (subjects, versions side by side, the compatibility check and register forms).
+//! pages (subjects, versions side by side, the compatibility check and register forms). The
+//! topic's page also edits a config (`PATCH /v1/topics/{name}/configs`) and deletes the topic
+//! with its name typed again (`DELETE /v1/topics/{name}?confirm={name}`).
 //!
 //! Like every console page these decide nothing: the topic pages call the admin REST
 //! handlers (`GET /v1/topics/{name}`, `GET /v1/topics/{name}/messages`) in process with the
@@ -21,6 +23,8 @@ use super::AdminState;
 pub(super) fn routes() -> axum::Router<AdminState> {
     axum::Router::new()
         .route("/console/topics/{name}", get(topic::topic_page))
+        .route("/console/topics/{name}/configs", post(topic::edit_config))
+        .route("/console/topics/{name}/delete", post(topic::delete_topic))
         .route("/console/topics/{name}/messages", get(topic::messages_page))
         .route(
             "/console/schemas",

@@ -4,21 +4,29 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use base64::Engine as _;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::super::html::{Nav, document, error_page, esc, html, message, td, url_encode};
+use super::super::access::{refusal_text, shown_status};
+use super::super::html::{
+    Nav, document, error_page, esc, html, message, see_other, td, url_encode,
+};
 use super::super::{
-    AdminState, ApiError, Me, Store, api, current, governance_cells, parse_form, relogin,
-    section_error, text,
+    AdminState, ApiError, Me, Store, api, current, governance_cells, has_control, parse_form,
+    posted_form, relogin, section_error, text,
 };
 use super::{time_of_millis, topic_name_ok};
 
 /// Characters of a key or value shown in a table cell (the rest is cut with "…").
 const CELL_CHARS: usize = 400;
+/// Longest config name accepted.
+const MAX_CONFIG_KEY: usize = 255;
+/// Longest config value accepted.
+const MAX_CONFIG_VALUE: usize = 4096;
 
 /// The topic's description (`GET /v1/topics/{name}`) as the user.
 async fn describe(
@@ -56,34 +64,70 @@ fn refusal(me: &Me, name: &str, e: &ApiError) -> Response {
     )
 }
 
-/// `GET /console/topics/{name}`.
+/// `GET /console/topics/{name}[?done=set|unset&config=KEY]`.
 pub(super) async fn topic_page(
     State(s): State<AdminState>,
     Extension(store): Extension<Store>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Response {
     let me = match current(&store, &headers) {
         Ok(m) => m,
         Err(r) => return *r,
     };
-    if let Err(m) = topic_name_ok(&name) {
+    let query = parse_form(uri.query().unwrap_or_default().as_bytes()).unwrap_or_default();
+    let note = config_note(&query);
+    render_topic(&s, &store, &me, peer, &name, note, StatusCode::OK).await
+}
+
+/// The note a `?done=set|unset&config=KEY` query stands for (a fixed text, the key checked).
+fn config_note(query: &BTreeMap<String, String>) -> Option<(&'static str, String)> {
+    let key = query.get("config").filter(|k| config_key_ok(k).is_ok())?;
+    match query.get("done").map(String::as_str) {
+        Some("set") => Some(("ok", format!("Config {key} set."))),
+        Some("unset") => Some((
+            "ok",
+            format!("The override of {key} was deleted: the default applies again."),
+        )),
+        _ => None,
+    }
+}
+
+/// The topic's page, with an optional note.
+async fn render_topic(
+    s: &AdminState,
+    store: &Store,
+    me: &Me,
+    peer: SocketAddr,
+    name: &str,
+    note: Option<(&str, String)>,
+    status: StatusCode,
+) -> Response {
+    if let Err(m) = topic_name_ok(name) {
         return error_page(StatusCode::UNPROCESSABLE_ENTITY, Some(&me.header()), m);
     }
-    let t = match describe(&s, &me, peer, &name).await {
+    let t = match describe(s, me, peer, name).await {
         Ok(t) => t,
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => return relogin(&store, &me),
-        Err(e) => return refusal(&me, &name, &e),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => return relogin(store, me),
+        // An action's refusal is what the page must say, even if the topic cannot be shown.
+        Err(_) if note.as_ref().is_some_and(|(k, _)| *k == "error") && status != StatusCode::OK => {
+            let m = note.map(|(_, m)| m).unwrap_or_default();
+            return error_page(status, Some(&me.header()), &m);
+        }
+        Err(e) => return refusal(me, name, &e),
     };
-    let mut body = String::from("<div class=\"grid\">");
-    body.push_str(&summary_card(&name, &t));
+    let mut body = note.map(|(k, m)| message(k, &m)).unwrap_or_default();
+    body.push_str("<div class=\"grid\">");
+    body.push_str(&summary_card(name, &t));
     body.push_str(&governance_card(&t));
     body.push_str("</div>");
-    body.push_str(&partitions_card(&name, &t));
+    body.push_str(&partitions_card(name, &t));
     body.push_str(&configs_card(&t));
+    body.push_str(&action_forms(name, &me.session.csrf));
     html(
-        StatusCode::OK,
+        status,
         document(
             &format!("Topic {name}"),
             Nav::Topics,
@@ -91,6 +135,201 @@ pub(super) async fn topic_page(
             &body,
         ),
     )
+}
+
+/// Checks a config name (`retention.ms`, `gatehouse.encryption`).
+fn config_key_ok(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("Enter the config's name, e.g. retention.ms.".into());
+    }
+    if key.len() > MAX_CONFIG_KEY
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(format!(
+            "A config name has at most {MAX_CONFIG_KEY} letters, digits, '.', '_' and '-'."
+        ));
+    }
+    Ok(())
+}
+
+/// The `PATCH /v1/topics/{name}/configs` body of the edit form, and whether it sets.
+fn config_change(f: &BTreeMap<String, String>) -> Result<(String, Value, bool), String> {
+    let key = f
+        .get("key")
+        .map(|k| k.trim())
+        .unwrap_or_default()
+        .to_string();
+    config_key_ok(&key)?;
+    let value = f.get("value").map(|v| v.trim()).unwrap_or_default();
+    match f.get("op").map(String::as_str).unwrap_or("set") {
+        "set" => {
+            if value.is_empty() {
+                return Err(format!(
+                    "Enter a value for {key} (or choose \"delete the override\")."
+                ));
+            }
+            if value.len() > MAX_CONFIG_VALUE || has_control(value) {
+                return Err(format!(
+                    "A config value has at most {MAX_CONFIG_VALUE} characters and no control characters."
+                ));
+            }
+            let body = json!({ "set": { key.as_str(): value } });
+            Ok((key, body, true))
+        }
+        "delete" => {
+            let body = json!({ "delete": [key.as_str()] });
+            Ok((key, body, false))
+        }
+        _ => Err("Choose to set the config or to delete its override.".into()),
+    }
+}
+
+/// The edit-config and delete-topic forms.
+fn action_forms(name: &str, csrf: &str) -> String {
+    let base = format!("/console/topics/{}", url_encode(name));
+    format!(
+        "<div class=\"grid\">\
+         <form class=\"card\" id=\"edit-config\" method=\"post\" action=\"{base}/configs\">\
+         <h2>Edit a config</h2><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <label>Config <input name=\"key\" id=\"config-key\" required \
+         maxlength=\"{MAX_CONFIG_KEY}\" placeholder=\"retention.ms\"></label>\
+         <label>Value <input name=\"value\" id=\"config-value\" maxlength=\"{MAX_CONFIG_VALUE}\" \
+         placeholder=\"604800000\"></label>\
+         <label>Change <select name=\"op\" id=\"config-op\">\
+         <option value=\"set\" selected>set to the value</option>\
+         <option value=\"delete\">delete the override (back to the default)</option>\
+         </select></label>\
+         <button type=\"submit\">Apply</button>\
+         <p class=\"hint\">Governance configs (gatehouse.*) are changed the same way; the \
+         gateway checks that you may alter this topic's configs.</p></form>\
+         <form class=\"card danger\" id=\"delete-topic\" method=\"post\" action=\"{base}/delete\">\
+         <h2>Delete the topic</h2><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <p>Deletes the topic and <strong>all of its records</strong>. This cannot be undone.</p>\
+         <label>Type the topic's name, <code>{}</code>, to confirm \
+         <input name=\"confirm\" id=\"confirm-topic\" autocomplete=\"off\" required \
+         maxlength=\"249\"></label>\
+         <button type=\"submit\" class=\"danger\">Delete topic</button></form></div>",
+        esc(name),
+        base = esc(&base),
+        csrf = esc(csrf),
+    )
+}
+
+/// `POST /console/topics/{name}/configs` (`key`, `value`, `op` = set|delete):
+/// `PATCH /v1/topics/{name}/configs` as the user.
+pub(super) async fn edit_config(
+    State(s): State<AdminState>,
+    Extension(store): Extension<Store>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (me, f) = match posted_form(&store, &headers, &body) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    if let Err(m) = topic_name_ok(&name) {
+        return error_page(StatusCode::UNPROCESSABLE_ENTITY, Some(&me.header()), m);
+    }
+    let (key, request, set) = match config_change(&f) {
+        Ok(x) => x,
+        Err(m) => {
+            let note = Some(("error", m));
+            return render_topic(
+                &s,
+                &store,
+                &me,
+                peer,
+                &name,
+                note,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
+        }
+    };
+    let r = super::super::super::topics::alter_configs(
+        State(s.clone()),
+        ConnectInfo(peer),
+        Path(name.clone()),
+        me.auth(),
+        Bytes::from(request.to_string()),
+    )
+    .await;
+    match api(r).await {
+        Ok(_) => see_other(&format!(
+            "/console/topics/{}?done={}&config={}",
+            url_encode(&name),
+            if set { "set" } else { "unset" },
+            url_encode(&key)
+        )),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => relogin(&store, &me),
+        Err(e) => {
+            let m = refusal_text("Changing the config", &e, &me.session.principal);
+            let note = Some(("error", m));
+            render_topic(&s, &store, &me, peer, &name, note, shown_status(&e)).await
+        }
+    }
+}
+
+/// `POST /console/topics/{name}/delete` (`confirm` = the name typed again):
+/// `DELETE /v1/topics/{name}?confirm={name}` as the user.
+pub(super) async fn delete_topic(
+    State(s): State<AdminState>,
+    Extension(store): Extension<Store>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (me, f) = match posted_form(&store, &headers, &body) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    if let Err(m) = topic_name_ok(&name) {
+        return error_page(StatusCode::UNPROCESSABLE_ENTITY, Some(&me.header()), m);
+    }
+    let typed = f
+        .get("confirm")
+        .map(|c| c.trim().to_string())
+        .unwrap_or_default();
+    if typed != name {
+        let m = format!(
+            "To delete the topic, type its name ({name}) exactly in the confirmation field. Nothing was deleted."
+        );
+        let note = Some(("error", m));
+        return render_topic(
+            &s,
+            &store,
+            &me,
+            peer,
+            &name,
+            note,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    let mut query = BTreeMap::new();
+    query.insert("confirm".to_string(), typed);
+    let r = super::super::super::topics::delete(
+        State(s.clone()),
+        ConnectInfo(peer),
+        Path(name.clone()),
+        Query(query),
+        me.auth(),
+    )
+    .await;
+    match api(r).await {
+        Ok(_) => see_other(&format!("/console/topics?deleted={}", url_encode(&name))),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => relogin(&store, &me),
+        Err(e) => {
+            let m = refusal_text("Deleting the topic", &e, &me.session.principal);
+            let note = Some(("error", m));
+            render_topic(&s, &store, &me, peer, &name, note, shown_status(&e)).await
+        }
+    }
 }
 
 fn summary_card(name: &str, t: &Value) -> String {
@@ -623,6 +862,47 @@ mod tests {
             "wire-format JSON shown: {t}"
         );
         assert!(t.contains("t=&quot;x&quot;"), "{t}");
+    }
+
+    #[test]
+    fn config_edits_are_validated() {
+        let f = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let (key, body, set) =
+            config_change(&f(&[("key", " retention.ms "), ("value", "1000")])).expect("valid");
+        assert_eq!((key.as_str(), set), ("retention.ms", true));
+        assert_eq!(body, json!({"set": {"retention.ms": "1000"}}));
+        let (_, body, set) =
+            config_change(&f(&[("key", "retention.ms"), ("op", "delete")])).expect("valid");
+        assert!(!set);
+        assert_eq!(body, json!({"delete": ["retention.ms"]}));
+        for bad in [
+            f(&[("key", ""), ("value", "1")]),
+            f(&[("key", "a b"), ("value", "1")]),
+            f(&[("key", "<x>"), ("value", "1")]),
+            f(&[("key", "retention.ms"), ("value", "")]),
+            f(&[("key", "retention.ms"), ("value", "a\nb")]),
+            f(&[("key", "retention.ms"), ("value", "1"), ("op", "drop")]),
+        ] {
+            assert!(config_change(&bad).is_err(), "{bad:?}");
+        }
+        let mut q = f(&[("done", "set"), ("config", "retention.ms")]);
+        assert_eq!(
+            config_note(&q).map(|n| n.1),
+            Some("Config retention.ms set.".to_string())
+        );
+        q.insert("config".into(), "<script>".into());
+        assert!(config_note(&q).is_none());
+        let h = action_forms("a.b", "\"tok");
+        assert!(h.contains("action=\"/console/topics/a.b/configs\""), "{h}");
+        assert!(
+            h.contains("value=\"&quot;tok\"") && !h.contains("\"tok\""),
+            "{h}"
+        );
     }
 
     #[test]
