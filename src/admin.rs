@@ -213,6 +213,8 @@ pub async fn start(addr: SocketAddr, health: Health) -> Result<Admin> {
     };
     let app = Router::new()
         .route("/health", get(health_handler))
+        .route("/health/ready", get(health_handler))
+        .route("/health/live", get(live_handler))
         .route("/metrics", get(metrics_handler))
         .route("/v1/keys", get(list_keys).post(create_key))
         .route("/v1/keys/{name}", get(key_status))
@@ -266,6 +268,12 @@ async fn health_handler(State(s): State<AdminState>) -> (StatusCode, Json<Value>
         status,
         Json(json!({ "status": if ok { "ok" } else { "unavailable" }, "parts": parts })),
     )
+}
+
+/// Liveness: the process answers (for an orchestrator's liveness probe; readiness is
+/// `/health` and `/health/ready`, which answer 503 while a part starts or stops).
+async fn live_handler() -> Json<Value> {
+    Json(json!({ "status": "alive" }))
 }
 
 /// Escapes a Prometheus label value (backslash, double quote, line feed).

@@ -684,6 +684,8 @@ fn openapi_describes_every_route_and_status() {
     );
     let plan: Vec<(&str, &str, Probe)> = vec![
         ("GET", "/health", probe("/health", None, 200)),
+        ("GET", "/health/ready", probe("/health/ready", None, 200)),
+        ("GET", "/health/live", probe("/health/live", None, 200)),
         ("GET", "/metrics", probe("/metrics", None, 200)),
         ("GET", "/openapi.json", probe("/openapi.json", None, 200)),
         ("GET", "/v1/cluster", probe("/v1/cluster", None, 200)),
