@@ -11,24 +11,17 @@ Skipped, with the reason, when Chromium or the playwright module is missing (CI 
 `chromium` in .ci/run, `playwright` in requirements-test.txt).
 """
 
-import os
-import pathlib
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
+from console_support import browser, csrf_of, login, require_browser, shot  # noqa: F401
 from conftest import SERVE_TEST_CONFIG, start_serve, unique
 
-CHROMIUM = "/usr/bin/chromium"
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-IMAGES = ROOT / "docs" / "images"
 
-if not os.access(CHROMIUM, os.X_OK):
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="the playwright module is missing (pip install playwright)")
+require_browser()
 
 
 @pytest.fixture(scope="module")
@@ -38,36 +31,6 @@ def serve(request):
         request, config=SERVE_TEST_CONFIG + "\n[audit]\nself_check_interval_ms = 500\n")
     yield s
     finish()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run"])
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def shot(page, name):
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMAGES / f"console-{name}.png"), full_page=True)
-
-
-def csrf_of(page):
-    return page.get_attribute("header form.logout input[name=csrf]", "value")
-
-
-def login(page, base, user, password):
-    page.goto(f"{base}/console/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
 
 
 def test_console_end_to_end(serve, browser):

@@ -19,28 +19,18 @@ console-messages.png (used by docs/console.md).
 Skipped, with the reason, when Chromium or the playwright module is missing (CI installs both).
 """
 
-import base64
 import json
-import os
-import pathlib
 import re
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
+from console_support import admin_api, browser, login_ok as login, require_browser, shot  # noqa: F401
 from conftest import SERVE_TEST_CONFIG, start_serve, unique
 
-CHROMIUM = "/usr/bin/chromium"
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-IMAGES = ROOT / "docs" / "images"
 TIMEOUT_S = 30
 
-if not os.access(CHROMIUM, os.X_OK):
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="the playwright module is missing (pip install playwright)")
+require_browser()
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
 ORDER_V1 = json.dumps({
@@ -67,49 +57,6 @@ def serve(request):
     s, finish = start_serve(request, config=SERVE_TEST_CONFIG)
     yield s
     finish()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run"])
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def shot(page, name):
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMAGES / f"console-{name}.png"), full_page=True)
-
-
-def login(page, base, user, password):
-    page.goto(f"{base}/console/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    assert page.url == f"{base}/console", page.inner_text("main")
-
-
-def admin_api(serve, method, path, body=None):
-    """The admin REST API as admin; returns (status, json)."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{serve.admin_port}{path}", data=data,
-                                 method=method)
-    auth = base64.b64encode(f"admin:{serve.admin_password}".encode()).decode()
-    req.add_header("Authorization", f"Basic {auth}")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT_S) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
 
 
 def wait_governance(serve, topic, key, want):

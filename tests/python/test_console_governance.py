@@ -12,28 +12,18 @@ docs/images/console-explain.png, console-keys.png, console-evidence.png (docs/co
 Skipped, with the reason, when Chromium or the playwright module is missing (CI installs both).
 """
 
-import base64
 import hashlib
 import json
-import os
-import pathlib
 import tarfile
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
+from console_support import admin_api as api, browser, csrf_of, login_ok as login, require_browser, shot  # noqa: F401
 from conftest import SERVE_TEST_CONFIG, start_serve, unique
 
-CHROMIUM = "/usr/bin/chromium"
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-IMAGES = ROOT / "docs" / "images"
 
-if not os.access(CHROMIUM, os.X_OK):
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="the playwright module is missing (pip install playwright)")
+require_browser()
 
 
 @pytest.fixture(scope="module")
@@ -43,51 +33,6 @@ def serve(request):
         request, config=SERVE_TEST_CONFIG + "\n[audit]\nself_check_interval_ms = 500\n")
     yield s
     finish()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run"])
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def shot(page, name):
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMAGES / f"console-{name}.png"), full_page=True)
-
-
-def api(serve, method, path, body=None):
-    """One admin-API call as admin: (status, JSON body or None)."""
-    auth = base64.b64encode(f"admin:{serve.admin_password}".encode()).decode()
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{serve.admin_port}{path}", data=data, method=method,
-        headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
-
-
-def login(page, base, user, password):
-    page.goto(f"{base}/console/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    assert page.url == f"{base}/console"
-
-
-def csrf_of(page):
-    return page.get_attribute("header form.logout input[name=csrf]", "value")
 
 
 def explain(page, principal, rtype, name, operation):

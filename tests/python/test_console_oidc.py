@@ -18,10 +18,8 @@ audited). Writes docs/images/console-sso.png.
 Skipped, with the reason, when Chromium, the playwright module or node is missing.
 """
 
-import base64
 import json
 import os
-import pathlib
 import shutil
 import subprocess
 import tempfile
@@ -33,24 +31,19 @@ import urllib.request
 
 import pytest
 
+from console_support import IMAGES, ROOT, admin_api as admin_call, browser, require_browser  # noqa: F401
 from conftest import SERVE_TEST_CONFIG, start_serve, unique
 
-CHROMIUM = "/usr/bin/chromium"
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-IMAGES = ROOT / "docs" / "images"
 OIDC_DIR = ROOT / "tests" / "oidc"
 AUDIENCE = "urn:kafka:gateway"
 CLIENT_ID = "console-test"
 CLIENT_SECRET = "console-secret-456"
 USER, PASSWORD = "alice", "alice-password"
 
-if not os.access(CHROMIUM, os.X_OK):
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
 if shutil.which("node") is None:
     pytest.skip("node is not on PATH: the OIDC issuer (tests/oidc/issuer.mjs) needs Node.js",
                 allow_module_level=True)
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="the playwright module is missing (pip install playwright)")
+require_browser()
 
 
 # --- fixtures ------------------------------------------------------------------------------
@@ -105,31 +98,7 @@ oidc_scopes = ["kafka"]
     shutil.rmtree(secrets_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run"])
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 # --- helpers -------------------------------------------------------------------------------
-
-def admin_call(serve, method, path, body=None):
-    auth = base64.b64encode(f"admin:{serve.admin_password}".encode()).decode()
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{serve.admin_port}{path}",
-        data=None if body is None else json.dumps(body).encode(), method=method,
-        headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return r.status, json.loads(r.read() or b"null")
-
 
 def login_events(serve, granted):
     q = urllib.parse.urlencode({"method": "console.login", "granted": granted, "limit": 500})
