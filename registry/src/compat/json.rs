@@ -382,12 +382,26 @@ fn shape(v: &Value) -> Shape<'_> {
         .iter()
         .filter_map(|k| o.get(*k).and_then(Value::as_array).map(|a| (*k, a)))
         .collect();
-    let rest: Map<String, Value> = o
-        .iter()
-        .filter(|(k, _)| !COMBINERS.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let rest_has_keywords = rest.keys().any(|k| !ANNOTATIONS.contains(&k.as_str()));
+    if combos.is_empty() {
+        if let Some(Value::Array(types)) = o.get("type")
+            && types.len() > 1
+        {
+            let subs = types
+                .iter()
+                .map(|t| {
+                    let mut m = o.clone();
+                    m.insert("type".into(), t.clone());
+                    Cow::Owned(Value::Object(m))
+                })
+                .collect();
+            return Shape::Combined(Comb::Any, subs);
+        }
+        // The common case (a plain schema): decided without copying anything.
+        return Shape::Simple;
+    }
+    let rest_has_keywords = o
+        .keys()
+        .any(|k| !COMBINERS.contains(&k.as_str()) && !ANNOTATIONS.contains(&k.as_str()));
     if combos.len() == 1 && !rest_has_keywords {
         let (k, subs) = combos[0];
         if subs.len() == 1 {
@@ -395,29 +409,18 @@ fn shape(v: &Value) -> Shape<'_> {
         }
         return Shape::Combined(comb_of(k), subs.iter().map(Cow::Borrowed).collect());
     }
-    if !combos.is_empty() {
-        let mut subs: Vec<Cow<'_, Value>> = vec![Cow::Owned(Value::Object(rest))];
-        for (k, a) in combos {
-            let mut m = Map::new();
-            m.insert(k.to_string(), Value::Array(a.clone()));
-            subs.push(Cow::Owned(Value::Object(m)));
-        }
-        return Shape::Combined(Comb::All, subs);
+    let rest: Map<String, Value> = o
+        .iter()
+        .filter(|(k, _)| !COMBINERS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut subs: Vec<Cow<'_, Value>> = vec![Cow::Owned(Value::Object(rest))];
+    for (k, a) in combos {
+        let mut m = Map::new();
+        m.insert(k.to_string(), Value::Array(a.clone()));
+        subs.push(Cow::Owned(Value::Object(m)));
     }
-    if let Some(Value::Array(types)) = o.get("type")
-        && types.len() > 1
-    {
-        let subs = types
-            .iter()
-            .map(|t| {
-                let mut m = o.clone();
-                m.insert("type".into(), t.clone());
-                Cow::Owned(Value::Object(m))
-            })
-            .collect();
-        return Shape::Combined(Comb::Any, subs);
-    }
-    Shape::Simple
+    Shape::Combined(Comb::All, subs)
 }
 
 /// Declared (`true`) or keyword-implied (`false`) type set.
@@ -1147,8 +1150,15 @@ impl<'d> Diff<'d> {
         }
         let keys: BTreeSet<&String> = op.keys().chain(up.keys()).collect();
         for k in keys {
+            let (ov, uv) = (op.get(k), up.get(k));
+            if let (Some(a), Some(b)) = (ov, uv)
+                && a == b
+                && !contains_ref(a)
+            {
+                continue; // unchanged: nothing to report, no path to build
+            }
             let kp = join(path, &format!("properties/{k}"));
-            match (op.get(k), up.get(k)) {
+            match (ov, uv) {
                 (Some(a), None) => {
                     if u_open {
                         out.push(("PROPERTY_REMOVED_FROM_OPEN_CONTENT_MODEL", kp));
