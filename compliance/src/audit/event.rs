@@ -402,7 +402,8 @@ pub(crate) fn canonical_sequence(payload: &[u8]) -> Option<u64> {
     // `str` searching is compiled (optimised) in the standard library, which keeps this
     // fast even in unoptimised builds of this crate.
     let text = std::str::from_utf8(payload).ok()?;
-    let rest = &text[text.rfind(PAT)? + PAT.len()..];
+    let at = memchr::memmem::rfind(payload, PAT.as_bytes())? + PAT.len();
+    let rest = text.get(at..)?;
     parse_u64_str(&rest[..rest.find('"')?])
 }
 

@@ -263,6 +263,19 @@ fn read(path: &Path) -> Result<Vec<u8>, VerifyError> {
     })
 }
 
+/// [`read`] into a buffer kept from an earlier file (its capacity is reused).
+fn read_into(path: &Path, mut buf: Vec<u8>) -> Result<Vec<u8>, VerifyError> {
+    use std::io::Read as _;
+    buf.clear();
+    fs::File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut buf))
+        .map_err(|source| VerifyError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(buf)
+}
+
 fn list(dir: &Path) -> Result<Vec<String>, VerifyError> {
     let io = |source| VerifyError::Io {
         path: dir.to_path_buf(),
@@ -608,10 +621,18 @@ fn scan_resuming(
     let stopped = || VerifyError::Input("segment reader stopped".into());
     std::thread::scope(|scope| -> Result<(), VerifyError> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Read>(2);
+        // Buffers come back once a segment is checked, so the next segments are read into
+        // memory that is already mapped (no page faults, no zeroing of fresh pages).
+        let (give_back, returned) = std::sync::mpsc::channel::<Arc<Vec<u8>>>();
         let (files_ref, seg_dir_ref) = (&files[skip..], &seg_dir);
         scope.spawn(move || {
             for (_, name) in files_ref {
-                let data = match read(&seg_dir_ref.join(name)) {
+                let buf = returned
+                    .try_recv()
+                    .ok()
+                    .and_then(|a| Arc::try_unwrap(a).ok())
+                    .unwrap_or_default();
+                let data = match read_into(&seg_dir_ref.join(name), buf) {
                     Ok(d) => Arc::new(d),
                     Err(e) => {
                         let _ = tx.send(Read::Data(Err(e)));
@@ -641,11 +662,11 @@ fn scan_resuming(
             if *first < next {
                 return Err(seg_err(name, *first, "overlaps the previous segment"));
             }
-            let data = match rx.recv().map_err(|_| stopped())? {
+            let segment_data = match rx.recv().map_err(|_| stopped())? {
                 Read::Data(d) => d?,
                 Read::Digest(_) => return Err(stopped()),
             };
-            let data: &[u8] = data.as_slice();
+            let data: &[u8] = segment_data.as_slice();
             if !data.starts_with(MAGIC) {
                 return Err(seg_err(name, next, "bad segment header"));
             }
@@ -726,6 +747,7 @@ fn scan_resuming(
                 Read::Digest(d) => d,
                 Read::Data(_) => return Err(stopped()),
             };
+            let _ = give_back.send(segment_data);
             if sealed {
                 chain = segment_chain_next(&chain, &sha);
                 let Some((entry, cp_name)) = expected_sealed.get(sealed_idx) else {
