@@ -123,30 +123,37 @@ async fn audit_layer(
     request: Request,
     next: Next,
 ) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
-    let classified = route.as_deref().and_then(|r| classify(request.method(), r));
+    // Reads (most requests) are audited only when refused: nothing is copied for them
+    // before the handler runs.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let classified = route
+        .as_ref()
+        .and_then(|r| classify(request.method(), r.as_str()));
     let http_method = request.method().clone();
-    let client = request
+    let client_addr = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.to_string());
+        .map(|c| c.0);
     let permanent = request.uri().query().is_some_and(|q| {
         q.split('&')
             .any(|kv| kv.eq_ignore_ascii_case("permanent=true"))
     });
-    let (mut parts, body) = request.into_parts();
-    let params = Path::<HashMap<String, String>>::from_request_parts(&mut parts, &())
-        .await
-        .map(|Path(p)| p)
-        .unwrap_or_default();
-    let response = next.run(Request::from_parts(parts, body)).await;
+    let (response, params) = if classified.is_some() {
+        let (mut parts, body) = request.into_parts();
+        let params = Path::<HashMap<String, String>>::from_request_parts(&mut parts, &())
+            .await
+            .map(|Path(p)| p)
+            .unwrap_or_default();
+        (next.run(Request::from_parts(parts, body)).await, params)
+    } else {
+        (next.run(request).await, HashMap::new())
+    };
+    let client = client_addr.map(|c| c.to_string());
+    let route = route.as_ref().map(MatchedPath::as_str);
     let caller = response.extensions().get::<Caller>().cloned();
     let method_name = || match classified {
         Some((m, _)) => m.to_string(),
-        None => format!("{http_method} {}", route.as_deref().unwrap_or("?")),
+        None => format!("{http_method} {}", route.unwrap_or("?")),
     };
 
     if let Some(failed) = response.extensions().get::<AuthFailed>() {

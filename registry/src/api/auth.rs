@@ -267,12 +267,13 @@ pub async fn auth_layer(
     request: Request,
     next: Next,
 ) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let needs = requirement(request.method(), &route);
+    let needs = requirement(
+        request.method(),
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("", MatchedPath::as_str),
+    );
     if needs == Requirement::Open {
         return next.run(request).await;
     }

@@ -509,12 +509,11 @@ impl LeaderForwarder {
 #[async_trait::async_trait]
 impl WriteForwarder for LeaderForwarder {
     async fn forward(&self, request: Request) -> Result<Response, Request> {
-        let route = request
+        let write = request
             .extensions()
             .get::<MatchedPath>()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_default();
-        if !is_write(request.method(), &route) {
+            .is_some_and(|p| is_write(request.method(), p.as_str()));
+        if !write {
             return Err(request);
         }
         let already = request.headers().contains_key(FORWARDED_BY);
