@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatehouse_broker::{Broker, BrokerConfig};
-use gatehouse_compliance::vault::envelope::{EncHeader, FLAG_KEY, FLAG_VALUE};
+use gatehouse_compliance::vault::envelope::{DecryptCache, EncHeader, FLAG_KEY, FLAG_VALUE};
 use gatehouse_compliance::vault::store::{MAC_HEADER, record_mac};
 use gatehouse_compliance::vault::{
     DataKey, Envelope, Field, KEYS_TOPIC, KekState, KeyEvent, KeyEventKind, KeyStore,
@@ -143,7 +143,45 @@ async fn envelope_round_trips_fields_and_binds_topic_and_field() {
     ] {
         let err = n.env.decrypt(topic, field, &dek, &ct).await;
         assert!(matches!(err, Err(VaultError::Decrypt { .. })), "{err:?}");
+        // The batch form refuses the same, even with the right AAD remembered from before.
+        let mut cache = DecryptCache::default();
+        n.env
+            .decrypt_cached(
+                &mut cache,
+                "orders-eu",
+                Field::Value,
+                &dek,
+                &enc.ciphertexts[0],
+            )
+            .await
+            .expect("warm the cache");
+        let err = n
+            .env
+            .decrypt_cached(&mut cache, topic, field, &dek, &ct)
+            .await;
+        assert!(matches!(err, Err(VaultError::Decrypt { .. })), "{err:?}");
     }
+    // The batch form gives what `decrypt` gives, field after field, with one cache.
+    let mut cache = DecryptCache::default();
+    for _ in 0..2 {
+        for (i, field, want) in [
+            (0, Field::Value, b"{\"card\":\"4111\"}".as_slice()),
+            (1, Field::Key, b"customer-7".as_slice()),
+            (2, Field::Header("pii"), b"alice@example.com".as_slice()),
+        ] {
+            let got = n
+                .env
+                .decrypt_cached(&mut cache, "orders-eu", field, &dek, &enc.ciphertexts[i])
+                .await
+                .expect("cached decrypt");
+            assert_eq!(got, want);
+        }
+    }
+    let err = n
+        .env
+        .decrypt_cached(&mut cache, "orders-eu", Field::Value, &[0xEE; 16], &[0; 40])
+        .await;
+    assert!(matches!(err, Err(VaultError::UnknownDek(_))), "{err:?}");
     // Single-field API.
     let one = n
         .env

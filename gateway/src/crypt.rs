@@ -22,8 +22,8 @@
 
 use bytes::{Bytes, BytesMut};
 use gatehouse_compliance::vault::envelope::{
-    ENC_HEADER, ENC_HEADERS_HEADER, EncHeader, Envelope, FLAG_HEADERS, FLAG_KEY, FLAG_VALUE, Field,
-    TOPIC_HEADER,
+    DecryptCache, ENC_HEADER, ENC_HEADERS_HEADER, EncHeader, Envelope, FLAG_HEADERS, FLAG_KEY,
+    FLAG_VALUE, Field, TOPIC_HEADER,
 };
 use gatehouse_policy::{Authorizer, Principal, ResourceType};
 use gatehouse_protocol::header::{decode_body, encode_response, split_response};
@@ -206,6 +206,8 @@ async fn encrypt_records(
             b
         };
         let mut b = new_builder(header.base_sequence);
+        // Ciphertext adds IV, tag and three headers per record.
+        b.reserve((batch.bytes().len() + 96 * recs.len()).min(split_at));
         let mut pushed: i32 = 0;
         // Every field of the batch under one DEK reservation (tombstones and null keys stay
         // clear): values, then keys and named headers when the topic asks for them.
@@ -303,7 +305,7 @@ async fn encrypt_records(
             }
             let ts = record_timestamp(&rec, &header);
             if !b.is_empty() && b.uncompressed_size() + record_size(&rec) > split_at {
-                out.extend_from_slice(&b.build().map_err(|e| e.to_string())?);
+                b.build_into(&mut out).map_err(|e| e.to_string())?;
                 let next_sequence = if header.base_sequence >= 0 {
                     header.base_sequence.wrapping_add(pushed)
                 } else {
@@ -314,7 +316,7 @@ async fn encrypt_records(
             b.push_record(&rec, ts).map_err(|e| e.to_string())?;
             pushed = pushed.saturating_add(1);
         }
-        out.extend_from_slice(&b.build().map_err(|e| e.to_string())?);
+        b.build_into(&mut out).map_err(|e| e.to_string())?;
     }
     out.extend_from_slice(batches.remaining());
     Ok(out.freeze())
@@ -418,6 +420,7 @@ async fn decrypt_records(
 ) -> Result<Option<Bytes>, String> {
     let mut out = BytesMut::with_capacity(records.len());
     let mut any = false;
+    let mut keys = DecryptCache::default();
     let mut batches = RawBatches::new(records);
     for batch in batches.by_ref() {
         let batch = batch.map_err(|e| format!("record batch does not decode: {e}"))?;
@@ -440,6 +443,7 @@ async fn decrypt_records(
         any = true;
         tally.batches += 1;
         let mut b = BatchBuilder::like(&header).map_err(|e| e.to_string())?;
+        b.reserve(batch.bytes().len());
         for mut rec in recs {
             let enc = rec
                 .headers
@@ -449,19 +453,21 @@ async fn decrypt_records(
             if let Some(enc) = enc {
                 tally.records += 1;
                 let h = EncHeader::decode(&enc).map_err(|e| e.to_string())?;
-                let origin = rec
+                // A handle on the header's bytes (no copy), so the headers can change below.
+                let origin_bytes = rec
                     .headers
                     .iter()
                     .find(|h| h.key.as_ref() == TOPIC_HEADER.as_bytes())
-                    .and_then(|h| h.value.as_deref())
+                    .and_then(|h| h.value.clone());
+                let origin = origin_bytes
+                    .as_deref()
                     .and_then(|v| std::str::from_utf8(v).ok())
-                    .unwrap_or(topic)
-                    .to_string();
+                    .unwrap_or(topic);
                 if h.flags & FLAG_VALUE != 0
                     && let Some(ct) = rec.value.take()
                 {
                     let plain = env
-                        .decrypt(&origin, Field::Value, &h.dek_id, &ct)
+                        .decrypt_cached(&mut keys, origin, Field::Value, &h.dek_id, &ct)
                         .await
                         .map_err(|e| e.to_string())?;
                     rec.value = Some(Bytes::from(plain));
@@ -470,7 +476,7 @@ async fn decrypt_records(
                     && let Some(ct) = rec.key.take()
                 {
                     let plain = env
-                        .decrypt(&origin, Field::Key, &h.dek_id, &ct)
+                        .decrypt_cached(&mut keys, origin, Field::Key, &h.dek_id, &ct)
                         .await
                         .map_err(|e| e.to_string())?;
                     rec.key = Some(Bytes::from(plain));
@@ -495,7 +501,13 @@ async fn decrypt_records(
                         };
                         if let Some(ct) = hdr.value.take() {
                             let plain = env
-                                .decrypt(&origin, Field::Header(name), &h.dek_id, &ct)
+                                .decrypt_cached(
+                                    &mut keys,
+                                    origin,
+                                    Field::Header(name),
+                                    &h.dek_id,
+                                    &ct,
+                                )
                                 .await
                                 .map_err(|e| e.to_string())?;
                             hdr.value = Some(Bytes::from(plain));
@@ -511,7 +523,7 @@ async fn decrypt_records(
             let ts = record_timestamp(&rec, &header);
             b.push_same_offset(&rec, ts).map_err(|e| e.to_string())?;
         }
-        out.extend_from_slice(&b.build().map_err(|e| e.to_string())?);
+        b.build_into(&mut out).map_err(|e| e.to_string())?;
     }
     if !any {
         return Ok(None);

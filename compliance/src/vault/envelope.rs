@@ -140,6 +140,25 @@ impl EncHeader {
     }
 }
 
+/// What [`Envelope::decrypt_cached`] remembers between the records of one fetched batch:
+/// they normally share one DEK, one origin topic and a field or two, so after the first
+/// record each costs only the cipher (no key-cache lock, no AAD or key-id copies). Lives for
+/// one batch or response: a key destroyed meanwhile takes effect at the next fetch.
+#[derive(Default)]
+pub struct DecryptCache {
+    dek: Option<(DekId, Arc<cipher::DataKey>, KekId)>,
+    /// `(field kind, header name, origin topic, AAD)` under the remembered DEK's KEK.
+    aads: Vec<(u8, String, String, Vec<u8>)>,
+}
+
+fn field_kind<'a>(field: Field<'a>) -> (u8, &'a str) {
+    match field {
+        Field::Value => (0, ""),
+        Field::Key => (1, ""),
+        Field::Header(name) => (2, name),
+    }
+}
+
 /// Per-record encryption and decryption over a [`KeyStore`]. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Envelope {
@@ -221,6 +240,49 @@ impl Envelope {
         Ok(EncryptedFields {
             ciphertexts,
             dek_id: dek.id,
+        })
+    }
+
+    /// [`Envelope::decrypt`] remembering the key and the AAD in `cache` for the next
+    /// records of the same batch.
+    pub async fn decrypt_cached(
+        &self,
+        cache: &mut DecryptCache,
+        origin_topic: &str,
+        field: Field<'_>,
+        dek_id: &DekId,
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        if cache.dek.as_ref().is_none_or(|(id, _, _)| id != dek_id) {
+            let (key, kek_id) = self.store.decryption_dek(dek_id).await?;
+            if cache.dek.as_ref().is_none_or(|(_, _, k)| *k != kek_id) {
+                cache.aads.clear();
+            }
+            cache.dek = Some((*dek_id, key, kek_id));
+        }
+        let Some((_, key, kek_id)) = cache.dek.as_ref() else {
+            return Err(VaultError::UnknownDek(hex::encode(dek_id)));
+        };
+        let (kind, name) = field_kind(field);
+        let i = match cache
+            .aads
+            .iter()
+            .position(|(k, n, o, _)| *k == kind && n == name && o == origin_topic)
+        {
+            Some(i) => i,
+            None => {
+                cache.aads.push((
+                    kind,
+                    name.to_string(),
+                    origin_topic.to_string(),
+                    aad(kek_id, field, origin_topic),
+                ));
+                cache.aads.len() - 1
+            }
+        };
+        cipher::open(key, &cache.aads[i].3, ciphertext).map_err(|why| VaultError::Decrypt {
+            dek: hex::encode(dek_id),
+            why,
         })
     }
 
