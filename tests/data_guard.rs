@@ -833,7 +833,8 @@ fn pan_in_an_avro_long_is_refused_and_never_dead_lettered() {
 
 /// `gatehouse.encryption.key=true` and `gatehouse.encryption.headers=trace-id`: keys and the
 /// named header are ciphertext on disk too, and come back as sent through the gateway; other
-/// headers stay clear. Key encryption with `cleanup.policy=compact` is refused at creation.
+/// headers stay clear. Key encryption with `cleanup.policy=compact` is refused at creation and
+/// in later config changes.
 #[test]
 fn keys_and_named_headers_are_encrypted_too() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -854,7 +855,7 @@ fn keys_and_named_headers_are_encrypted_too() {
             ],
         )
         .await;
-        create_raw(
+        let refused = create_raw(
             &conn,
             &compacted,
             &[
@@ -863,7 +864,73 @@ fn keys_and_named_headers_are_encrypted_too() {
                 ("gatehouse.encryption.key", "true"),
             ],
         )
-        .await
+        .await;
+        // Later changes are refused too: compacting the key-encrypted topic (SET or APPEND),
+        // or encrypting keys and compacting in one request; nothing of it is applied.
+        let alter = |configs: &[(&str, i8, &str)]| {
+            IncrementalAlterConfigsRequest::default().with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s(&topic))
+                    .with_configs(
+                        configs
+                            .iter()
+                            .map(|(name, op, value)| {
+                                AlterableConfig::default()
+                                    .with_name(s(name))
+                                    .with_config_operation(*op)
+                                    .with_value(Some(s(value)))
+                            })
+                            .collect(),
+                    ),
+            ])
+        };
+        for configs in [
+            &[("cleanup.policy", 0, "compact")][..],
+            &[("cleanup.policy", 2, "compact")][..],
+            &[("cleanup.policy", 0, "compact,delete")][..],
+            &[
+                ("gatehouse.encryption.key", 0, "true"),
+                ("cleanup.policy", 0, "compact"),
+            ][..],
+        ] {
+            let r = conn.send(alter(configs), None).await.unwrap();
+            assert_eq!(r.responses[0].error_code, 40, "{configs:?}");
+            let message = r.responses[0].error_message.as_deref().unwrap_or_default();
+            assert!(message.contains("compact"), "{message}");
+        }
+        // Other config changes of the topic still pass.
+        let r = conn
+            .send(alter(&[("retention.ms", 0, "3600000")]), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.responses[0].error_code, 0,
+            "{:?}",
+            r.responses[0].error_message
+        );
+        let d = conn
+            .send(
+                DescribeConfigsRequest::default().with_resources(vec![
+                    DescribeConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(s(&topic)),
+                ]),
+                None,
+            )
+            .await
+            .unwrap();
+        let policy = d.results[0]
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == "cleanup.policy")
+            .and_then(|c| c.value.as_deref().map(str::to_string));
+        assert_eq!(
+            policy.as_deref(),
+            Some("delete"),
+            "the refused change was not applied"
+        );
+        refused
     });
     assert_eq!(
         refused.0, 40,

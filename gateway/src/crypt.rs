@@ -8,7 +8,8 @@
 //! the batch re-encoded with the same header (producer id, epoch, base sequence, attributes
 //! and codec, timestamps, offsets) and a new CRC. Tombstones stay tombstones. Keys are
 //! encrypted only with `gatehouse.encryption.key=true` (refused together with
-//! `cleanup.policy=compact` at creation: compaction needs stable keys), and the values of the
+//! `cleanup.policy=compact`, at creation and in later config changes: compaction needs
+//! stable keys), and the values of the
 //! headers named in `gatehouse.encryption.headers` (listed in `gatehouse.enc.headers`).
 //! A topic without a key-encryption key gets one named after it on first use.
 //!

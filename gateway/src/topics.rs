@@ -2,7 +2,8 @@
 //! IncrementalAlterConfigs, DescribeConfigs and DeleteTopics are intercepted after
 //! authorization. `confluent.*` / `gatehouse.*` keys are checked, taken out of the request and
 //! stored in `_gatehouse_topics` (see `governance.rs`); the rest is forwarded. DescribeConfigs
-//! answers get them merged back; deleting a topic tombstones them.
+//! answers get them merged back; deleting a topic tombstones them. A topic whose keys are
+//! encrypted (`gatehouse.encryption.key=true`) cannot be made compacted, at creation or later.
 //!
 //! Ordering: CreateTopics marks the topics *pending* before forwarding (produce to them is
 //! refused, retriably) and stores their governance configs once the upstream created them,
@@ -22,6 +23,7 @@ use gatehouse_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
 use gatehouse_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
+use gatehouse_protocol::messages::incremental_alter_configs_request::AlterConfigsResource as IncAlterConfigsResource;
 use gatehouse_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncResourceResponse;
 use gatehouse_protocol::messages::*;
 
@@ -121,6 +123,20 @@ pub(crate) async fn intercept(
     }
 }
 
+/// Why a key-encrypted topic cannot be compacted (at creation or later).
+const KEY_ENCRYPTION_VS_COMPACTION: &str = "gatehouse.encryption.key=true cannot be used with \
+     cleanup.policy=compact: encrypted keys are all distinct, so compaction would keep every record";
+
+/// A config entry that makes a topic compacted (`op`: IncrementalAlterConfigs' SET = 0 or
+/// APPEND = 2; AlterConfigs always sets).
+fn compacts(name: &str, op: i8, value: Option<&str>) -> bool {
+    name == "cleanup.policy" && matches!(op, 0 | 2) && value.is_some_and(|v| v.contains("compact"))
+}
+
+fn key_encrypted(configs: &BTreeMap<String, String>) -> bool {
+    configs.get("gatehouse.encryption.key").map(String::as_str) == Some("true")
+}
+
 fn split_configs<'a>(
     configs: impl Iterator<Item = (&'a StrBytes, Option<&'a StrBytes>)>,
 ) -> (BTreeMap<String, String>, Vec<String>) {
@@ -165,17 +181,12 @@ fn create_topics(
         let (configs, mut errors) =
             split_configs(t.configs.iter().map(|c| (&c.name, c.value.as_ref())));
         // A random IV makes every encrypted key unique: compaction would keep every record.
-        let compacted = t.configs.iter().any(|c| {
-            c.name.as_str() == "cleanup.policy"
-                && c.value.as_ref().is_some_and(|v| v.contains("compact"))
-        });
-        if compacted && configs.get("gatehouse.encryption.key").map(String::as_str) == Some("true")
-        {
-            errors.push(
-                "gatehouse.encryption.key=true cannot be used with cleanup.policy=compact: \
-                 encrypted keys are all distinct, so compaction would keep every record"
-                    .to_string(),
-            );
+        let compacted = t
+            .configs
+            .iter()
+            .any(|c| compacts(&c.name, 0, c.value.as_deref()));
+        if compacted && key_encrypted(&configs) {
+            errors.push(KEY_ENCRYPTION_VS_COMPACTION.to_string());
         }
         if !errors.is_empty() {
             invalid.push(
@@ -340,7 +351,17 @@ async fn alter_configs(
             keep.push(res);
             continue;
         }
-        let (configs, bad) = split_configs(res.configs.iter().map(|c| (&c.name, c.value.as_ref())));
+        let (configs, mut bad) =
+            split_configs(res.configs.iter().map(|c| (&c.name, c.value.as_ref())));
+        // AlterConfigs replaces the whole set, so both configs are in this request.
+        if key_encrypted(&configs)
+            && res
+                .configs
+                .iter()
+                .any(|c| compacts(&c.name, 0, c.value.as_deref()))
+        {
+            bad.push(KEY_ENCRYPTION_VS_COMPACTION.to_string());
+        }
         if !bad.is_empty() {
             errors.push(
                 AlterConfigsResourceResponse::default()
@@ -399,24 +420,29 @@ async fn incremental(
     gov: &Governance,
 ) -> Result<Intercepted, ProtocolError> {
     let mut r: IncrementalAlterConfigsRequest = body(&frame, body_offset, version)?;
+    // Intercepted: governance configs, and compaction of a topic whose keys are encrypted.
+    let has_governance = |res: &IncAlterConfigsResource| {
+        res.configs
+            .iter()
+            .any(|c| governance::is_governance_key(&c.name))
+    };
+    let compacting = |res: &IncAlterConfigsResource| {
+        res.configs
+            .iter()
+            .any(|c| compacts(&c.name, c.config_operation, c.value.as_deref()))
+    };
     if !r.resources.iter().any(|res| {
         res.resource_type == TOPIC_RESOURCE
-            && res
-                .configs
-                .iter()
-                .any(|c| governance::is_governance_key(&c.name))
+            && (has_governance(res)
+                || (compacting(res) && key_encrypted(&gov.configs(&res.resource_name))))
     }) {
         return Ok(Intercepted::pass(Route::Forward { frame, post }));
     }
     let mut extra: Vec<IncResourceResponse> = Vec::new();
     let mut keep = Vec::with_capacity(r.resources.len());
     for mut res in r.resources.drain(..) {
-        let governed = res.resource_type == TOPIC_RESOURCE
-            && res
-                .configs
-                .iter()
-                .any(|c| governance::is_governance_key(&c.name));
-        if !governed {
+        let (governed, compaction) = (has_governance(&res), compacting(&res));
+        if res.resource_type != TOPIC_RESOURCE || (!governed && !compaction) {
             keep.push(res);
             continue;
         }
@@ -445,6 +471,13 @@ async fn incremental(
                     c.name.as_str()
                 )),
             }
+        }
+        if compaction && key_encrypted(&configs) {
+            bad.push(KEY_ENCRYPTION_VS_COMPACTION.to_string());
+        }
+        if !governed && bad.is_empty() {
+            keep.push(res); // compaction of a topic whose keys are not encrypted
+            continue;
         }
         let response = IncResourceResponse::default()
             .with_resource_type(res.resource_type)
