@@ -483,7 +483,10 @@ fn data_guard(b: &Broker, cfg: &dyn Fn() -> ClientConfig, mib: usize) -> Vec<Row
     let only = std::env::var("BENCH_MODES").ok();
     let modes: Vec<_> = modes
         .into_iter()
-        .filter(|(l, _)| only.as_deref().is_none_or(|o| o.split(',').any(|m| m == *l)))
+        .filter(|(l, _)| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|m| m == *l))
+        })
         .collect();
     let mut runs: Vec<Vec<Row>> = modes.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds {
