@@ -248,12 +248,18 @@ async fn status(admin: AdminArgs) -> Result<(), Failure> {
             cell(x.get(what))
         }
     };
+    // Before the first interval has passed there is no verdict yet: say so instead of "false".
+    let healthy = if !s.is_null() && s.get("checks_total").and_then(Value::as_u64) == Some(0) {
+        "not run yet".to_string()
+    } else {
+        or_off(s, "healthy")
+    };
     print_fields(&[
         ("checkpoint tree size", or_off(c, "tree_size")),
         ("checkpoint root hash", or_off(c, "root_hash")),
         ("checkpoint time", or_off(c, "time")),
         ("checkpoint key id", or_off(c, "key_id")),
-        ("self-check healthy", or_off(s, "healthy")),
+        ("self-check healthy", healthy),
         ("self-check runs", or_off(s, "checks_total")),
         ("self-check failures", or_off(s, "failures_total")),
         ("verified events", or_off(s, "verified_events")),
