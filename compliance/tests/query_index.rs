@@ -8,7 +8,6 @@
 
 use std::fs;
 use std::path::Path;
-use std::time::Instant;
 
 use gatehouse_compliance::audit::index::{
     index_exists, index_path, query_indexed, query_indexed_stored, rebuild, update, update_verified,
@@ -302,44 +301,4 @@ fn copy_dir(from: &Path, to: &Path) {
             fs::copy(&p, to.join(e.file_name())).unwrap();
         }
     }
-}
-
-/// `cargo test -p gatehouse-compliance --test query_index -- --ignored --nocapture`
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement: writes 200,000 events"]
-async fn measure_selective_query_on_200k_events() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("audit");
-    let start = Instant::now();
-    // The defaults: 64 MiB segments, a checkpoint every 10,000 events.
-    let mut cfg = AuditLogConfig::new("m");
-    cfg.min_free_bytes = 0;
-    let (log, _) = AuditLog::open(&dir, cfg, MasterKey::from_bytes([9; 32])).unwrap();
-    for b in 0..200u64 {
-        log.append_batch((b * 1_000..(b + 1) * 1_000).map(event).collect())
-            .await
-            .unwrap();
-    }
-    log.close().await.unwrap();
-    eprintln!("write 200,000 events: {:?}", start.elapsed());
-    let s = Instant::now();
-    let r = update(&dir).unwrap();
-    eprintln!("index build (verify + index): {:?} {r:?}", s.elapsed());
-    let f = QueryFilter {
-        principal: Some("User:p42".into()),
-        ..Default::default()
-    };
-    let s = Instant::now();
-    let plain = query(&dir, &f).unwrap();
-    let t_plain = s.elapsed();
-    let s = Instant::now();
-    let (fast, stats) = query_indexed_stored(&dir, &f).unwrap();
-    let t_fast = s.elapsed();
-    assert!(stats.indexed);
-    assert_eq!(fast.len(), plain.len());
-    assert!(fast.iter().map(|v| &v.event).eq(plain.iter()));
-    eprintln!(
-        "selective query (1 principal of 100, {} hits): plain scan {t_plain:?}, indexed {t_fast:?} ({stats:?})",
-        plain.len()
-    );
 }

@@ -844,54 +844,6 @@ mod tests {
         log.close().await.expect("close");
     }
 
-    /// A figure, not a check: `cargo test -p gatehouse-compliance --release --lib
-    /// evidence_timing -- --ignored --nocapture`.
-    #[tokio::test]
-    #[ignore]
-    async fn evidence_timing() {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let audit = tmp.path().join("audit");
-        let mut cfg = AuditLogConfig::new("n1");
-        cfg.min_free_bytes = 0;
-        let (log, _) = AuditLog::open(&audit, cfg, MasterKey::from_bytes([9; 32])).expect("open");
-        let kinds = [
-            (EventType::Authentication, "kafka.Authenticate", false),
-            (EventType::Authorization, "kafka.Produce", false),
-            (EventType::Acl, "kafka.CreateAcls", true),
-            (EventType::Topic, "kafka.CreateTopics", true),
-            (EventType::Schema, "schema.register", true),
-        ];
-        for chunk in 0..200u64 {
-            let batch = (0..1000u64)
-                .map(|i| {
-                    let (t, m, g) = kinds[(i % 5) as usize].clone();
-                    ev(t, m, g, 1000 + (chunk * 1000 + i) as i64)
-                })
-                .collect();
-            log.append_batch(batch).await.expect("append");
-        }
-        log.close().await.expect("close");
-        let out = tmp.path().join("pkg");
-        let started = std::time::Instant::now();
-        let s = build_evidence(&EvidenceRequest {
-            audit_dir: &audit,
-            out_dir: &out,
-            from: Timestamp::from_unix_micros(0),
-            to: Timestamp::from_unix_micros(i64::MAX / 2),
-            trusted_keys: None,
-            configuration: None,
-            generator: "timing".into(),
-            operator: None,
-        })
-        .expect("package");
-        println!(
-            "evidence for {} events ({} in populations) took {:?}",
-            s.report.tree_size,
-            s.counts.iter().map(|c| c.1).sum::<u64>(),
-            started.elapsed()
-        );
-    }
-
     #[tokio::test]
     async fn package_has_populations_manifest_and_refuses_a_bad_trail() {
         let tmp = tempfile::tempdir().expect("tmp");
