@@ -14,7 +14,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use gatehouse_registry::StoreOptions;
-use gatehouse_registry::api::{SchemaRequest, SchemaStore};
 use gatehouse_registry::kafka::StartKind;
 use gatehouse_registry::server::{RegistryServerConfig, ServerError, start, start_with_store};
 use serde_json::{Value, json};
@@ -505,100 +504,6 @@ fn a_miss_while_the_broker_is_down_is_50002_not_404() {
     let (st, v) = http(addr, "GET", "/schemas/ids/1", None);
     assert_eq!(st, 200, "{v}");
     drop(reg);
-}
-
-/// Start-up time with and without the index for `GATEHOUSE_BENCH_SCHEMAS` (default 5000)
-/// schemas. Slow: run with `--ignored --nocapture`.
-#[test]
-#[ignore]
-fn startup_replay_time_with_and_without_index() {
-    let n: usize = std::env::var("GATEHOUSE_BENCH_SCHEMAS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5000);
-    let rt = rt();
-    let broker = common::Broker::start_with(common::BrokerOptions {
-        log_flush: Some("os"),
-        ..Default::default()
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let index = dir.path().join("registry-index");
-    let config =
-        || RegistryServerConfig::plain("127.0.0.1:0".parse().unwrap(), broker.bootstrap(), None);
-    let reg = rt
-        .block_on(start_with_store(config(), StoreOptions::with_index(&index)))
-        .unwrap();
-    let t = Instant::now();
-    rt.block_on(async {
-        for i in 0..n {
-            let schema = format!(
-                r#"{{"type":"record","name":"R{i}","namespace":"bench","fields":[{{"name":"id","type":"long"}},{{"name":"f{i}","type":["null","string"],"default":null}}]}}"#
-            );
-            reg.store()
-                .register(
-                    &format!("bench-{i}-value"),
-                    SchemaRequest {
-                        schema: Some(schema),
-                        ..SchemaRequest::default()
-                    },
-                    false,
-                )
-                .await
-                .unwrap();
-        }
-    });
-    eprintln!("registered {n} schemas in {:?}", t.elapsed());
-    rt.block_on(reg.shutdown()).unwrap();
-    let mut report = Vec::new();
-    for round in 0..3 {
-        let t = Instant::now();
-        let r = rt.block_on(start(config())).unwrap();
-        let without = t.elapsed();
-        assert_eq!(
-            rt.block_on(r.store().max_id()).unwrap(),
-            i32::try_from(n).unwrap()
-        );
-        rt.block_on(r.shutdown()).unwrap();
-        let t = Instant::now();
-        let r = rt
-            .block_on(start_with_store(config(), StoreOptions::with_index(&index)))
-            .unwrap();
-        let with = t.elapsed();
-        assert!(
-            matches!(r.store().start_kind(), StartKind::FromIndex { .. }),
-            "{:?}",
-            r.store().start_kind()
-        );
-        assert_eq!(
-            rt.block_on(r.store().max_id()).unwrap(),
-            i32::try_from(n).unwrap()
-        );
-        rt.block_on(r.shutdown()).unwrap();
-        report.push(format!(
-            "round {round}: without index {without:?}, with index {with:?}"
-        ));
-    }
-    // The index part alone: open + load + verify (no parsing, no broker).
-    let t = Instant::now();
-    let idx = gatehouse_registry::kafka::index::Index::open(&index).unwrap();
-    let st = idx.load().unwrap().unwrap();
-    report.push(format!(
-        "index open+load+verify alone: {:?} ({} records)",
-        t.elapsed(),
-        st.records.len()
-    ));
-    drop(idx);
-    // Rebuild cost (index deleted).
-    std::fs::remove_dir_all(&index).unwrap();
-    let t = Instant::now();
-    let r = rt
-        .block_on(start_with_store(config(), StoreOptions::with_index(&index)))
-        .unwrap();
-    report.push(format!("rebuild (index deleted): {:?}", t.elapsed()));
-    rt.block_on(r.shutdown()).unwrap();
-    for l in report {
-        eprintln!("{n} schemas: {l}");
-    }
 }
 
 /// An index built on one cluster, then pointed at another cluster's `_schemas` (a recreated
