@@ -172,6 +172,9 @@ fn evidence_package_from_a_serve_session() {
             |e| e["data"]["outcome"]["errorCode"] == "SASL_AUTHENTICATION_FAILED"
                 && e["data"]["granted"] == false
                 && e["data"]["method"] == "kafka.Authenticate"
+                // Who tried: the claimed name, while the principal stays unauthenticated.
+                && e["data"]["attributes"]["attempted_user"] == "admin"
+                && e["data"]["principal"] == "User:unknown"
         ),
         "{auth:?}"
     );

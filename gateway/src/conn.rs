@@ -913,18 +913,23 @@ impl State {
                 SaslOutcome::Done(server_final, session_lifetime_ms)
             }
             Err(e) => {
+                // Who tried (the claimed name; the principal stays unknown: not authenticated).
+                let attempted = session.attempted_user().map(str::to_string);
                 self.sasl = None;
                 self.gw
                     .metrics
                     .refused_on(self.info.listener.kind, "authentication_failed");
                 self.gw.metrics.authentication_failed(mechanism.name());
                 let message = e.client_message();
-                let event = self.auth_event(
+                let mut event = self.auth_event(
                     "User:unknown",
                     mechanism.name(),
                     false,
                     Some(&e.to_string()),
                 );
+                if let Some(user) = attempted {
+                    event.attributes.insert("attempted_user".into(), user);
+                }
                 let _ = self.gw.audit_now(vec![event]).await;
                 info!(peer = %self.info.peer, mechanism = mechanism.name(), "Authentication failed.");
                 SaslOutcome::Failed(

@@ -326,6 +326,7 @@ impl Authenticator {
             client,
             mechanism: m,
             state: State::Start,
+            attempted_user: None,
         })
     }
 
@@ -445,6 +446,8 @@ pub struct SaslSession {
     client: IpAddr,
     mechanism: Mechanism,
     state: State,
+    /// The user name the client claimed (PLAIN, SCRAM), for the audit event of a failure.
+    attempted_user: Option<String>,
 }
 
 impl std::fmt::Debug for SaslSession {
@@ -464,6 +467,13 @@ impl SaslSession {
     /// The mechanism of this exchange.
     pub fn mechanism(&self) -> Mechanism {
         self.mechanism
+    }
+
+    /// The user name the client claimed in this exchange (PLAIN and SCRAM; at most 256
+    /// characters), authenticated or not: an audit trail names who tried, not only who
+    /// succeeded. `None` before the client's first message and for OAUTHBEARER.
+    pub fn attempted_user(&self) -> Option<&str> {
+        self.attempted_user.as_deref()
     }
 
     fn lifetime_ms(&self) -> i64 {
@@ -492,6 +502,7 @@ impl SaslSession {
             (_, State::Finished) => Err(AuthError::ExchangeFinished),
             (Mechanism::Plain, State::Start) => {
                 let m = plain::parse(msg)?;
+                self.attempted_user = Some(m.user.chars().take(256).collect());
                 self.auth.check_password(&m.user, &m.password).await?;
                 Ok(SaslStep::Done {
                     principal: Principal::user(m.user),
@@ -505,6 +516,7 @@ impl SaslSession {
                 })?;
                 let first = scram::parse_client_first(msg)?;
                 let user = first.user.clone();
+                self.attempted_user = Some(user.chars().take(256).collect());
                 let credential = self.auth.inner.users.get(&user, self.mechanism);
                 let fake_salt = self.auth.fake_salt(&user, self.mechanism);
                 let (server, reply) =
@@ -734,6 +746,11 @@ mod tests {
             salts.push((salt.len(), salt));
             let err = s.step(&c.final_message(&sf)).await.expect_err("fails");
             errors.push(err.client_message());
+            assert_eq!(
+                s.attempted_user(),
+                Some(user),
+                "the claimed name, for the audit"
+            );
         }
         assert_eq!(errors[0], errors[1]);
         assert_eq!(
@@ -764,6 +781,20 @@ mod tests {
             .expect("set");
         assert!(a.verify_plain("alice", "secret", IP).await.is_err());
         a.verify_plain("alice", "new", IP).await.expect("new pw");
+    }
+
+    #[tokio::test]
+    async fn a_failed_plain_exchange_keeps_the_claimed_name() {
+        let a = auth(false, None);
+        let mut s = a.start("PLAIN", IP).expect("start");
+        assert_eq!(s.attempted_user(), None, "nothing claimed yet");
+        assert!(s.step(b"\0mallory\0guess").await.is_err());
+        assert_eq!(s.attempted_user(), Some("mallory"));
+        // A very long name is cut, not carried whole into the trail.
+        let long = format!("\0{}\0pw", "x".repeat(1000));
+        let mut s = a.start("PLAIN", IP).expect("start");
+        assert!(s.step(long.as_bytes()).await.is_err());
+        assert_eq!(s.attempted_user().map(str::len), Some(256));
     }
 
     #[tokio::test]
