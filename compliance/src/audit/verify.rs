@@ -257,10 +257,7 @@ impl fmt::Display for VerifyReport {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, VerifyError> {
-    fs::read(path).map_err(|source| VerifyError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    read_into(path, Vec::new())
 }
 
 /// [`read`] into a buffer kept from an earlier file (its capacity is reused).

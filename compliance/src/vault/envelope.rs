@@ -296,13 +296,9 @@ impl Envelope {
         dek_id: &DekId,
         ciphertext: &[u8],
     ) -> Result<Vec<u8>, VaultError> {
-        let (key, kek_id) = self.store.decryption_dek(dek_id).await?;
-        cipher::open(&key, &aad(&kek_id, field, origin_topic), ciphertext).map_err(|why| {
-            VaultError::Decrypt {
-                dek: hex::encode(dek_id),
-                why,
-            }
-        })
+        let mut once = DecryptCache::default();
+        self.decrypt_cached(&mut once, origin_topic, field, dek_id, ciphertext)
+            .await
     }
 }
 

@@ -148,27 +148,29 @@ async fn audit_layer(
     } else {
         (next.run(request).await, HashMap::new())
     };
-    let client = client_addr.map(|c| c.to_string());
+    let client = || client_addr.map(|c| c.to_string());
     let route = route.as_ref().map(MatchedPath::as_str);
-    let caller = response.extensions().get::<Caller>().cloned();
     let method_name = || match classified {
         Some((m, _)) => m.to_string(),
         None => format!("{http_method} {}", route.unwrap_or("?")),
     };
 
     if let Some(failed) = response.extensions().get::<AuthFailed>() {
-        let event = auth_failure_event(failed, method_name(), client.as_deref());
+        let event = auth_failure_event(failed, method_name(), client().as_deref());
         record_refusal(&*sink, event).await;
         return response;
     }
     if let Some(denied) = response.extensions().get::<Denied>() {
-        let event = denial_event(denied, caller.as_ref(), method_name(), client.as_deref());
+        let caller = response.extensions().get::<Caller>();
+        let event = denial_event(denied, caller, method_name(), client().as_deref());
         record_refusal(&*sink, event).await;
         return response;
     }
     let Some((method, operation)) = classified else {
         return response;
     };
+    let caller = response.extensions().get::<Caller>().cloned();
+    let client = client();
 
     // Buffer the (small, in-memory) JSON answer to read the error code or the new state.
     let (head, body) = response.into_parts();
